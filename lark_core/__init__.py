@@ -1,0 +1,1 @@
+"""Lark: a job queue on Redis."""

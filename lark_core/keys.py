@@ -92,4 +92,5 @@ class QueueKeys:
         return self.base + "sweep"
 
     def state_key(self, state: str) -> str:
-        return self.base + state
+        """The zset holding jobs in ``state`` (one of ``JobState``)."""
+        return self.base + ("wait" if state == "waiting" else state)

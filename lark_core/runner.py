@@ -1,0 +1,229 @@
+"""``QueueRunner``: one worker's loop over one queue — acknowledge, claim, wait for work.
+
+Acknowledgements of finished jobs, their log lines and the next claim go to Redis in
+one pipeline, so a busy worker spends one round trip on many jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from lark_core import scripts
+from lark_core.connection import REDIS_DOWN_ERRORS
+from lark_core.execution import Claim
+from lark_core.queue import Queue
+from lark_core.scripts import Call
+
+if TYPE_CHECKING:
+    from lark_core.worker import Worker
+
+log = logging.getLogger("lark.worker")
+
+IDLE_WAIT_S = 5.0
+LOG_LINES_KEPT = 1000
+
+
+class QueueRunner:
+    def __init__(self, worker: Worker, queue: Queue) -> None:
+        self.worker = worker
+        self.queue = queue
+        self.keys = queue.keys
+        self.pending: list[list[Any]] = []
+        self.logs: dict[str, list[str]] = {}
+        self.active: dict[str, Claim] = {}
+        self.wakeup = asyncio.Event()
+        self.want_claim = True
+        self.next_due = -1
+        self._marker_task: asyncio.Task[None] | None = None
+        self._calls = 0
+
+    # -- what other parts call ----------------------------------------------
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def finished(self, claim: Claim, ack: list[Any], lines: list[str]) -> None:
+        """Queue an acknowledgement; it goes out with the next pipeline."""
+        if lines:
+            self.logs.setdefault(claim.id, []).extend(lines)
+        self.pending.append(ack)
+        self.active.pop(claim.id, None)
+        self.wakeup.set()
+
+    def add_logs(self, job_id: str, lines: list[str]) -> None:
+        if lines:
+            self.logs.setdefault(job_id, []).extend(lines)
+            self.wakeup.set()
+
+    # -- the loop -------------------------------------------------------------
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                progressed = await self.step()
+                delay = 0.1
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("[%s] Redis unavailable at %s (%s); retrying in %.1fs", self.queue.name,
+                            self.queue.connection.display_url, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self.worker.closing and not self.pending and not self.logs:
+                return
+            if not progressed:
+                await self.wait()
+
+    def _claim_call(self, n: int) -> Call:
+        k = self.keys
+        self._calls += 1
+        return Call(scripts.script("claim"),
+                    [k.wait, k.active, k.delayed, k.paused, k.meta, k.marker, k.events],
+                    [self.queue._job_prefix, n, f"{self.worker.id}:{self._calls}",
+                     self.worker.lock_ms])
+
+    def _finish_call(self, acks: list[list[Any]]) -> Call:
+        k = self.keys
+        args: list[Any] = [self.queue._job_prefix, self.queue._logs_prefix, len(acks)]
+        for a in acks:
+            args.extend(a)
+        return Call(scripts.script("finish"),
+                    [k.active, k.wait, k.delayed, k.completed, k.failed, k.paused, k.meta,
+                     k.events, k.metrics, k.marker], args)
+
+    def _log_commands(self, logs: dict[str, list[str]]) -> list[tuple[Any, ...]]:
+        cmds: list[tuple[Any, ...]] = []
+        for job_id, lines in logs.items():
+            key = self.keys.logs(job_id)
+            cmds.append(("RPUSH", key, *lines))
+            cmds.append(("LTRIM", key, -LOG_LINES_KEPT, -1))
+        return cmds
+
+    async def step(self) -> bool:
+        """One round trip: flush logs and acks, claim what fits. True if anything happened."""
+        acks, self.pending = self.pending, []
+        logs, self.logs = self.logs, {}
+        n = 0
+        if self.want_claim and not self.worker.stopping:
+            n = self.worker.slots.take(self, self.wake)
+        if not acks and not logs and n == 0:
+            return False
+        calls: list[Call | tuple[Any, ...]] = list(self._log_commands(logs))
+        if acks:
+            calls.append(self._finish_call(acks))
+        calls.append(self._claim_call(n))
+        try:
+            results = await scripts.run_many(self.queue.redis, calls)
+        except BaseException:
+            self.pending = acks + self.pending
+            for job_id, lines in logs.items():
+                self.logs.setdefault(job_id, [])[:0] = lines
+            self.worker.slots.give(n)
+            raise
+        if acks:
+            self._report_lost(results[-2])
+        return self._claimed(results[-1], n) or bool(acks)
+
+    def _report_lost(self, lost: Any) -> None:
+        if isinstance(lost, BaseException):
+            log.error("[%s] acknowledging jobs failed: %s", self.queue.name, lost)
+            return
+        for job_id in lost or []:
+            log.warning("[%s] job %s: lock lost before it finished (recovered as stalled or "
+                        "removed); this worker's result was discarded", self.queue.name, job_id)
+
+    def _claimed(self, reply: Any, n: int) -> bool:
+        if isinstance(reply, BaseException):
+            self.worker.slots.give(n)
+            if isinstance(reply, REDIS_DOWN_ERRORS):
+                raise reply
+            log.error("[%s] claim failed: %s", self.queue.name, reply)
+            self.want_claim = False
+            return False
+        self.next_due = int(reply[0])
+        server_now = int(reply[1])
+        claims = Claim.parse(self.queue.name, reply)
+        self.worker.slots.give(n - len(claims))
+        if len(claims) < n:
+            self.want_claim = False
+        if self.next_due >= 0 and self.next_due <= server_now:
+            self.want_claim = True
+        self._due_in = (self.next_due - server_now) / 1000 if self.next_due >= 0 else None
+        for claim in claims:
+            self.active[claim.id] = claim
+            self.worker.start(self, claim)
+        return bool(claims)
+
+    async def wait(self) -> None:
+        """Sleep until an ack is queued, a slot frees up, or a producer signals work."""
+        self.wakeup.clear()
+        if self.pending or self.logs:
+            return
+        if not self.want_claim and not self.worker.stopping and self._marker_task is None:
+            timeout = IDLE_WAIT_S
+            due_in = getattr(self, "_due_in", None)
+            if due_in is not None:
+                timeout = min(max(due_in, 0.005), IDLE_WAIT_S)
+            self._marker_task = asyncio.create_task(self._watch_marker(timeout))
+        await self.wakeup.wait()
+
+    async def _watch_marker(self, timeout: float) -> None:
+        try:
+            await self.queue.connection.blocking_client().bzpopmin(self.keys.marker, timeout)
+        except REDIS_DOWN_ERRORS:
+            await asyncio.sleep(0.5)
+        finally:
+            self._marker_task = None
+            self.want_claim = True
+            self.wakeup.set()
+
+    def stop_watching(self) -> None:
+        if self._marker_task is not None:
+            self._marker_task.cancel()
+            self._marker_task = None
+
+    # -- periodic work from the worker ----------------------------------------
+
+    async def extend_locks(self) -> None:
+        held = [c for c in self.active.values() if not c.lost]
+        if not held:
+            return
+        args: list[Any] = [self.queue._job_prefix, self.worker.lock_ms]
+        for c in held:
+            args += [c.id, c.token]
+        lost = await scripts.run(self.queue.redis, Call(scripts.script("extend_locks"),
+                                                        [self.keys.active], args))
+        for job_id in lost:
+            claim = self.active.get(job_id)
+            if claim is not None and not claim.lost:
+                claim.lost = True
+                log.warning("[%s] job %s: lock lost while running (stalled recovery or removal); "
+                            "its result will be discarded", self.queue.name, job_id)
+
+    async def requeue(self, claims: list[Claim]) -> int:
+        if not claims:
+            return 0
+        k = self.keys
+        args: list[Any] = [self.queue._job_prefix]
+        for c in claims:
+            args += [c.id, c.token]
+        return int(await scripts.run(self.queue.redis, Call(
+            scripts.script("requeue"), [k.active, k.wait, k.paused, k.meta, k.events, k.marker],
+            args)))
+
+    async def sweep_stalled(self, max_stalls: int, guard_ms: int) -> tuple[list[str], list[str]]:
+        k = self.keys
+        reply = await scripts.run(self.queue.redis, Call(
+            scripts.script("stalled"),
+            [k.active, k.wait, k.paused, k.failed, k.meta, k.events, k.marker, k.sweep, k.metrics],
+            [self.queue._job_prefix, max_stalls, guard_ms, 1000]))
+        if not reply:
+            return [], []
+        cut = reply.index("|")
+        return list(reply[:cut]), list(reply[cut + 1:])
+
+
+OnClaim = Callable[[QueueRunner, Claim], None]

@@ -149,6 +149,8 @@ class Executor_:
             stored = {}
         resolved = opts_mod.resolve(stored, cls, self.defaults)
         started = time.monotonic()
+        log.info("[%s] %s %s started (attempt %d/%d)", claim.queue, claim.name, claim.id,
+                 claim.attempt, resolved.attempts)
         try:
             result = await self._call(cls, claim, context, payload, resolved.timeout_s)
             value = dumps(result, "return value")

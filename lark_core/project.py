@@ -19,7 +19,8 @@ from lark_core.settings import Config
 class Lark:
     """A project handle. Build it from a ``Config`` (or a config path) and pass it on."""
 
-    def __init__(self, config: Config | None = None, *, config_path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, config: Config | None = None, *,
+                 config_path: str | os.PathLike[str] | None = None) -> None:
         if config is None:
             from lark_core.config import load_config
 

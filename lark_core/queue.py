@@ -304,6 +304,16 @@ class Queue:
         return self.metrics_from(fields, (await pipe.execute())[0])
 
     @translate_errors
+    async def prune_metrics(self, keep_minutes: int = 24 * 60) -> int:
+        """Drop per-minute counts older than ``keep_minutes``."""
+        cutoff = int(time.time() * 1000) - keep_minutes * 60000
+        old = [f for f in await self.redis.hkeys(self.keys.metrics)
+               if f[2:].isdigit() and int(f[2:]) < cutoff]
+        if old:
+            await self.redis.hdel(self.keys.metrics, *old)
+        return len(old)
+
+    @translate_errors
     async def events(self, since: str = "0-0", count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """Job events after stream id ``since`` (exclusive), oldest first."""
         entries = await self.redis.xrange(self.keys.events, f"({since}" if since != "-" else "-",

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from lark_core.discovery import discover
-from lark_core.project import Lark
+from lark_core.project import Lark, set_default_project
 from lark_core.settings import Config
 from lark_core.worker import Worker, worker_settings
 
@@ -32,6 +32,9 @@ async def run_worker(config: Config | None = None, *, config_path: str | None = 
                      project: Lark | None = None, **overrides: Any) -> int:
     """Load config, discover jobs, serve the queues until SIGTERM/SIGINT (or ``stop``)."""
     project = project or Lark(config, config_path=config_path)
+    if config is not None or config_path is not None:
+        # dispatch() inside handlers goes to this worker's project
+        set_default_project(project)
     jobs = discover(project.config)
     settings = worker_settings(project.config.worker, **overrides)
     worker = Worker(project, jobs, queues, settings)

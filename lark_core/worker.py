@@ -8,6 +8,7 @@ still running back to waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -36,6 +37,7 @@ log = logging.getLogger("lark.worker")
 
 HEARTBEAT_S = 5.0
 LOG_FLUSH_S = 0.25
+HOUSEKEEPING_S = 60.0
 
 
 @dataclass
@@ -155,6 +157,16 @@ class Worker:
                 log.error("[%s] job %s stalled more than %d time(s); failed",
                           runner.queue.name, job_id, self.settings.max_stalls)
 
+    async def _housekeeping(self) -> None:
+        """Age-based removal (``jobs.options``) and old metrics, for jobs nobody finishes now."""
+        defaults = self.project.config.jobs.options
+        for q in self.queues:
+            for state, policy in (("completed", defaults.remove_on_complete),
+                                  ("failed", defaults.remove_on_fail)):
+                if policy is not None and policy.age_s:
+                    await q.clean(state, int(policy.age_s * 1000))
+            await q.prune_metrics()
+
     async def _flush_logs(self) -> None:
         for runner in self.runners:
             for claim in list(runner.active.values()):
@@ -188,6 +200,7 @@ class Worker:
             asyncio.create_task(self._every(self.settings.stalled_interval_ms / 1000, self._sweep,
                                             "stalled-job sweep")),
             asyncio.create_task(self._every(HEARTBEAT_S, self._heartbeat, "heartbeat")),
+            asyncio.create_task(self._every(HOUSEKEEPING_S, self._housekeeping, "housekeeping")),
             asyncio.create_task(self._every(LOG_FLUSH_S, self._flush_logs, "log flush")),
         ]
         try:
@@ -242,16 +255,14 @@ class Worker:
 
     async def _finish_loops(self, loops: list[asyncio.Task[None]]) -> None:
         """Let the runners flush their last acks (bounded), then stop them."""
-        done, pending = await asyncio.wait(loops, timeout=10)
+        _, pending = await asyncio.wait(loops, timeout=10)
         for t in pending:
             t.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
 
     async def _unregister(self) -> None:
-        try:
+        with contextlib.suppress(*REDIS_DOWN_ERRORS):
             await reg.unregister(self.project.connection.client(), self.id)
-        except REDIS_DOWN_ERRORS:
-            pass
 
 
 def worker_settings(base: WorkerConfig, **overrides: Any) -> WorkerConfig:

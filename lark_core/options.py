@@ -60,8 +60,13 @@ def _int_option(value: Any, name: str, low: int, high: int | None = None) -> int
     return int(value)
 
 
+_NO_OPTIONS = AddSpec(None, 0, 0, {})
+
+
 def validate_add_options(opts: dict[str, Any]) -> AddSpec:
     """Check dispatch/add keyword options; raise ValueError/TypeError naming the bad one."""
+    if not opts:
+        return _NO_OPTIONS
     from lark_core import config as cfg
 
     opts = dict(opts)

@@ -14,7 +14,7 @@ local n = tonumber(ARGV[2])
 
 local now = now_ms()
 local paused = is_paused(meta_key)
-local result, added, ready = {}, {}, 0
+local result, added, ready = {}, {}, {}
 local seq = nil
 
 for i = 0, n - 1 do
@@ -27,19 +27,26 @@ for i = 0, n - 1 do
   else
     result[i + 1] = 1
     added[#added + 1] = id
+    -- attempts made and stalled count start absent (= 0); empty options are not stored
+    local fields = {'name', name, 'data', data, 'prio', prio, 'ts', now}
+    if opts ~= '{}' then fields[#fields + 1] = 'opts'; fields[#fields + 1] = opts end
+    fields[#fields + 1] = 'state'
     if delay > 0 then
-      redis.call('HSET', job_key, 'name', name, 'data', data, 'opts', opts, 'prio', prio,
-        'ts', now, 'atm', 0, 'stc', 0, 'state', 'delayed', 'due', now + delay)
+      fields[#fields + 1] = 'delayed'
+      fields[#fields + 1] = 'due'; fields[#fields + 1] = now + delay
+      redis.call('HSET', job_key, unpack(fields))
       redis.call('ZADD', delayed_key, now + delay, id)
     else
       if seq == nil then seq = next_seq(meta_key, n) else seq = seq + 1 end
-      local state = paused and 'paused' or 'waiting'
-      redis.call('HSET', job_key, 'name', name, 'data', data, 'opts', opts, 'prio', prio,
-        'ts', now, 'atm', 0, 'stc', 0, 'state', state)
-      redis.call('ZADD', paused and paused_key or wait_key, ready_score(prio, seq), id)
-      ready = ready + 1
+      fields[#fields + 1] = paused and 'paused' or 'waiting'
+      redis.call('HSET', job_key, unpack(fields))
+      ready[#ready + 1] = ready_score(prio, seq)
+      ready[#ready + 1] = id
     end
   end
+end
+for c = 1, #ready, 2000 do
+  redis.call('ZADD', paused and paused_key or wait_key, unpack(ready, c, math.min(c + 1999, #ready)))
 end
 
 if #added > 0 then

@@ -15,8 +15,7 @@
 | ``lark:{q}:events``              | stream | job events, capped                                    |
 | ``lark:{q}:metrics``             | hash   | ``c:<minute>`` / ``f:<minute>`` counts                |
 | ``lark:{q}:sweep``               | string | ``SET NX PX`` guard: one stalled-job sweeper at a time|
-| ``lark:workers``                 | zset   | worker ids; score = last heartbeat (ms)               |
-| ``lark:worker:<id>``             | hash   | one worker's registry entry                           |
+| ``lark:workers``                 | hash   | worker id -> JSON registry entry (with last seen ms)  |
 """
 
 from __future__ import annotations
@@ -25,10 +24,6 @@ from dataclasses import dataclass
 
 PREFIX = "lark"
 WORKERS = f"{PREFIX}:workers"
-
-
-def worker_key(worker_id: str) -> str:
-    return f"{PREFIX}:worker:{worker_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,18 @@ from lark_core.connection import Connection, translate_errors
 from lark_core.errors import AmbiguousJobId, JobNotFound, UnknownQueue
 from lark_core.queue import Queue
 from lark_core.record import JobRecord
-from lark_core.registry import WorkerInfo, read_workers
+from lark_core.registry import WorkerInfo, read_workers, workers_from, workers_into
 from lark_core.settings import Config
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What a console refresh needs, read in one round trip."""
+
+    counts: dict[str, dict[str, Any]]
+    metrics: dict[str, list[dict[str, int]]]
+    workers: list[WorkerInfo]
+    at_ms: int
 
 
 class Lark:
@@ -67,6 +78,27 @@ class Lark:
         replies = await pipe.execute()
         return {name: Queue.metrics_from(fields[name], reply)
                 for name, reply in zip(self.queues, replies, strict=True)}
+
+    @translate_errors
+    async def overview(self, minutes: int = 30) -> Overview:
+        """Counts, per-minute metrics of every queue and the live workers: one round trip."""
+        now = int(time.time() * 1000)
+        pipe = self.connection.client().pipeline(transaction=False)
+        fields = {}
+        for name, q in self.queues.items():
+            q.queue_counts_into(pipe)
+            fields[name] = q.metric_fields(minutes, now)
+            q.metrics_into(pipe, fields[name])
+        workers_into(pipe)
+        replies = await pipe.execute()
+        counts: dict[str, dict[str, Any]] = {}
+        metrics: dict[str, list[dict[str, int]]] = {}
+        for i, (name, q) in enumerate(self.queues.items()):
+            chunk = replies[i * 8:(i + 1) * 8]
+            c, paused = q.counts_from(chunk[:7])
+            counts[name] = {**c, "is_paused": paused}
+            metrics[name] = Queue.metrics_from(fields[name], chunk[7])
+        return Overview(counts, metrics, workers_from(replies[-1], now), now)
 
     @translate_errors
     async def list_workers(self) -> list[WorkerInfo]:

@@ -1,4 +1,9 @@
-"""The worker registry: every running worker's entry, refreshed on its heartbeat."""
+"""The worker registry: one hash of live workers, each entry refreshed on its heartbeat.
+
+``lark:workers`` maps worker id -> JSON entry; an entry not refreshed for ``STALE_MS``
+is a worker that is gone (readers skip it, writers prune it). One HGETALL reads all,
+so the console gets counts, metrics and workers in one round trip.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Any
 
 from lark_core import keys
 
-#: a worker not seen for this long is gone (its entry also expires)
+#: a worker not seen for this long is gone
 STALE_MS = 30_000
 
 
@@ -30,58 +35,44 @@ class WorkerInfo:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_json(self) -> str:
+        data = self.to_dict()
+        data["current"] = data["current"][:100]
+        return json.dumps(data, separators=(",", ":"))
+
     @classmethod
-    def from_hash(cls, raw: dict[str, str]) -> WorkerInfo:
-        def num(k: str) -> int:
-            try:
-                return int(raw.get(k) or 0)
-            except ValueError:
-                return 0
-
-        def lst(k: str) -> list[str]:
-            try:
-                value = json.loads(raw.get(k) or "[]")
-            except ValueError:
-                return []
-            return [str(v) for v in value] if isinstance(value, list) else []
-
-        return cls(id=raw.get("id", "?"), host=raw.get("host", "?"), pid=num("pid"),
-                   queues=lst("queues"), concurrency=num("concurrency"), started=num("started"),
-                   jobs_done=num("done"), jobs_failed=num("failed"), current=lst("current"),
-                   last_seen=num("seen"), state=raw.get("state", "running"))
+    def from_json(cls, text: str) -> WorkerInfo | None:
+        try:
+            data = json.loads(text)
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (ValueError, TypeError):
+            return None
 
 
-def entry_fields(info: WorkerInfo) -> dict[str, Any]:
-    return {"id": info.id, "host": info.host, "pid": info.pid, "queues": json.dumps(info.queues),
-            "concurrency": info.concurrency, "started": info.started, "done": info.jobs_done,
-            "failed": info.jobs_failed, "current": json.dumps(info.current[:100]),
-            "seen": info.last_seen, "state": info.state}
-
-
-async def heartbeat(client: Any, info: WorkerInfo, ttl_ms: int = STALE_MS) -> None:
-    key = keys.worker_key(info.id)
-    pipe = client.pipeline(transaction=False)
-    pipe.hset(key, mapping=entry_fields(info))
-    pipe.pexpire(key, ttl_ms)
-    pipe.zadd(keys.WORKERS, {info.id: info.last_seen})
-    pipe.zremrangebyscore(keys.WORKERS, "-inf", info.last_seen - ttl_ms)
-    await pipe.execute()
+async def heartbeat(client: Any, info: WorkerInfo, prune: bool = False) -> None:
+    await client.hset(keys.WORKERS, info.id, info.to_json())
+    if prune:
+        entries = await client.hgetall(keys.WORKERS)
+        gone = [wid for wid, text in entries.items()
+                if (w := WorkerInfo.from_json(text)) is None or w.last_seen < info.last_seen - STALE_MS]
+        if gone:
+            await client.hdel(keys.WORKERS, *gone)
 
 
 async def unregister(client: Any, worker_id: str) -> None:
-    pipe = client.pipeline(transaction=False)
-    pipe.delete(keys.worker_key(worker_id))
-    pipe.zrem(keys.WORKERS, worker_id)
-    await pipe.execute()
+    await client.hdel(keys.WORKERS, worker_id)
+
+
+def workers_into(pipe: Any) -> None:
+    pipe.hgetall(keys.WORKERS)
+
+
+def workers_from(reply: dict[str, str], now_ms: int | None = None) -> list[WorkerInfo]:
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    live = [w for text in (reply or {}).values()
+            if (w := WorkerInfo.from_json(text)) is not None and w.last_seen >= now - STALE_MS]
+    return sorted(live, key=lambda w: (w.host, w.started, w.pid))
 
 
 async def read_workers(client: Any) -> list[WorkerInfo]:
-    now = int(time.time() * 1000)
-    ids = await client.zrangebyscore(keys.WORKERS, now - STALE_MS, "+inf")
-    if not ids:
-        return []
-    pipe = client.pipeline(transaction=False)
-    for worker_id in ids:
-        pipe.hgetall(keys.worker_key(worker_id))
-    raws = await pipe.execute()
-    return sorted((WorkerInfo.from_hash(r) for r in raws if r), key=lambda w: (w.host, w.started))
+    return workers_from(await client.hgetall(keys.WORKERS))

@@ -70,6 +70,7 @@ class Worker:
         self._executor = Executor_(jobs, project.config.jobs.options, self._threads,
                                    self._hold_slot)
         self.runners: list[QueueRunner] = []
+        self._beats = 0
 
     # -- control ---------------------------------------------------------------
 
@@ -183,7 +184,8 @@ class Worker:
             last_seen=int(time.time() * 1000), state="stopping" if self.stopping else "running")
 
     async def _heartbeat(self) -> None:
-        await reg.heartbeat(self.project.connection.client(), self.info())
+        self._beats += 1
+        await reg.heartbeat(self.project.connection.client(), self.info(), prune=self._beats % 12 == 1)
 
     # -- the whole life ---------------------------------------------------------------
 

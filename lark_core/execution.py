@@ -26,6 +26,7 @@ log = logging.getLogger("lark.worker")
 
 STACK_LIMIT = 16_000
 REASON_LIMIT = 2_000
+LOG_LINE_LIMIT = 8_192
 
 
 @dataclass
@@ -102,6 +103,8 @@ class RunContext:
         self._lock = threading.Lock()
 
     def log(self, level: str, message: str) -> None:
+        if len(message) > LOG_LINE_LIMIT:
+            message = message[:LOG_LINE_LIMIT] + f" ...[truncated {len(message) - LOG_LINE_LIMIT} chars]"
         with self._lock:
             if len(self.claim.logs) < 1000:
                 self.claim.logs.append(self._line(level, message))

@@ -133,11 +133,15 @@ class LarkApp(App[int]):
 
     # -- command palette: every action by name -----------------------------------
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        titles: set[str] = set()
         for node, binding in described([*own_nodes(screen), self]):
             if node.check_action(binding.action.split("(")[0], ()) is not False:
+                titles.add(binding.description)
                 yield SystemCommand(binding.description, f"key: {display(binding)}",
                                     partial(node.run_action, binding.action))
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title not in titles:
+                yield command
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Global keys stay out of the way while a dialog is open."""

@@ -12,7 +12,7 @@ Every coroutine raises a :class:`lark_core.LarkError` on failure;
 from __future__ import annotations
 
 import abc
-import time
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -44,11 +44,8 @@ class DataSource(abc.ABC):
 
     @abc.abstractmethod
     async def overview(self) -> Overview:
-        """Counts of every queue in one round trip, plus recent throughput."""
-
-    @abc.abstractmethod
-    async def workers(self) -> tuple[WorkerEntry, ...]:
-        """Every worker in the engine's registry, on any host."""
+        """Counts and throughput of every queue, and every registered worker on any
+        host: one Redis round trip, whatever the number of queues."""
 
     @abc.abstractmethod
     async def set_paused(self, queue: str, paused: bool) -> None:
@@ -135,6 +132,15 @@ def summary_from_dict(d: Mapping[str, Any]) -> JobSummary:
     return detail_from_dict(d).summary()
 
 
+def record_dict(record: Any) -> dict[str, Any]:
+    """``JobRecord.to_dict()``'s shape, read field by field (no deep copy of the
+    record's queue handle, which holds locks)."""
+    if dataclasses.is_dataclass(record):
+        return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)
+                if not f.name.startswith("_")}
+    return dict(record.to_dict())
+
+
 def throughput(points: Iterable[Mapping[str, Any]], now_ms: int,
                minutes: int = METRIC_MINUTES) -> tuple[int, ...]:
     """Completed-per-minute for the last ``minutes`` minutes, gaps as 0, oldest first."""
@@ -169,20 +175,10 @@ def worker_entry(info: Any) -> WorkerEntry:
 
 
 class LarkDataSource(DataSource):
-    """The real data source: one ``lark_core.Lark`` handle on the project's Redis.
+    """The real data source: one ``lark_core.Lark`` handle on the project's Redis."""
 
-    ``overview()`` costs one round trip (``get_all_counts``); throughput
-    metrics are re-read (one more round trip) only every ``metrics_every``
-    seconds, since they move per minute.
-    """
-
-    def __init__(self, lark: Any, config_path: str = "", clock: Callable[[], float] = time.time,
-                 metrics_every: float = 10.0) -> None:
+    def __init__(self, lark: Any, config_path: str = "") -> None:
         self._lark = lark
-        self._clock = clock
-        self._metrics_every = metrics_every
-        self._metrics: dict[str, tuple[int, ...]] = {}
-        self._metrics_at = float("-inf")
         try:
             self.redis_url = str(lark.redis_display_url)
         except LarkError:
@@ -212,25 +208,16 @@ class LarkDataSource(DataSource):
             raise
 
     async def overview(self) -> Overview:
-        counts = await self._guard(self._lark.get_all_counts())
-        now = self._clock()
-        if now - self._metrics_at >= self._metrics_every:
-            await self._refresh_metrics(now)
+        raw = await self._guard(self._lark.overview(minutes=METRIC_MINUTES))
+        now_ms = int(raw.at_ms)
         queues = tuple(
-            stats_from_counts(name, counts.get(name, {}), self._metrics.get(name, ()))
+            stats_from_counts(name, raw.counts.get(name, {}),
+                              throughput(raw.metrics.get(name, ()), now_ms))
             for name in self.queue_names
         )
-        return Overview(queues=queues, fetched_at=now)
-
-    async def _refresh_metrics(self, now: float) -> None:
-        raw = await self._guard(self._lark.get_all_metrics(minutes=METRIC_MINUTES))
-        now_ms = int(now * 1000)
-        self._metrics = {name: throughput(raw.get(name, ()), now_ms) for name in self.queue_names}
-        self._metrics_at = now
-
-    async def workers(self) -> tuple[WorkerEntry, ...]:
-        infos = await self._guard(self._lark.list_workers())
-        return tuple(sorted((worker_entry(i) for i in infos), key=lambda w: (w.host, w.pid)))
+        workers = tuple(sorted((worker_entry(w) for w in raw.workers),
+                               key=lambda w: (w.host, w.pid)))
+        return Overview(queues=queues, workers=workers, fetched_at=now_ms / 1000)
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         q = self._queue(queue)
@@ -248,13 +235,13 @@ class LarkDataSource(DataSource):
         records = await self._guard(q.get_jobs(state, start, start + page_size - 1))
         return JobPage(
             queue=queue, state=state, page=page, page_size=page_size, total=total,
-            jobs=tuple(summary_from_dict(r.to_dict()) for r in records),
+            jobs=tuple(summary_from_dict(record_dict(r)) for r in records),
             counts={k: _int(counts.get(k)) for k in COUNT_KEYS},
         )
 
     async def job(self, queue: str, job_id: str) -> JobDetail | None:
         record = await self._guard(self._queue(queue).get_job(job_id))
-        return None if record is None else detail_from_dict(record.to_dict())
+        return None if record is None else detail_from_dict(record_dict(record))
 
     async def job_logs(self, queue: str, job_id: str, start: int) -> tuple[str, ...]:
         q = self._queue(queue)
@@ -265,7 +252,7 @@ class LarkDataSource(DataSource):
 
     async def find_job(self, job_id: str) -> JobDetail:
         record = await self._guard(self._lark.find_job(job_id))
-        return detail_from_dict(record.to_dict())
+        return detail_from_dict(record_dict(record))
 
     async def retry(self, queue: str, job_id: str) -> None:
         await self._guard(self._queue(queue).retry_job(job_id))

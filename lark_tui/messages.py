@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from lark_tui.model import JobPage
+from lark_tui.model import JobPage, Overview
 
 
 @dataclass
@@ -20,6 +20,16 @@ class RedisStatus(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RedisStatus)
+
+
+@dataclass
+class OverviewLoaded(Message):
+    """A fresh overview (queues and registered workers) was read."""
+
+    overview: Overview
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, OverviewLoaded)
 
 
 @dataclass

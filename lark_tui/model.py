@@ -34,17 +34,6 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True)
-class Overview:
-    """Every configured queue, as of ``fetched_at``."""
-
-    queues: tuple[QueueStats, ...]
-    fetched_at: float = 0.0
-
-    def get(self, name: str) -> QueueStats | None:
-        return next((q for q in self.queues if q.name == name), None)
-
-
-@dataclass(frozen=True, slots=True)
 class WorkerEntry:
     """A worker as the engine's registry lists it (any host)."""
 
@@ -59,6 +48,18 @@ class WorkerEntry:
     current: tuple[str, ...] = ()
     last_seen: int = 0
     state: str = "running"
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """Every configured queue and every registered worker, as of ``fetched_at``."""
+
+    queues: tuple[QueueStats, ...]
+    workers: tuple[WorkerEntry, ...] = ()
+    fetched_at: float = 0.0
+
+    def get(self, name: str) -> QueueStats | None:
+        return next((q for q in self.queues if q.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ class Polling(Widget):
     """Base for widgets with a poll loop; subclasses set ``poll_interval`` and ``poll()``."""
 
     poll_interval: float = 1.0
+    #: whether ``poll()`` reads Redis (only those polls report Redis health)
+    reads_redis: bool = True
     #: the last error shown by this widget (other than Redis being away)
     poll_error: str | None = None
 
@@ -68,8 +70,8 @@ class Polling(Widget):
             return min(MAX_BACKOFF, max(delay, self.poll_interval) * 2)
         except LarkError as exc:
             self.poll_error = str(exc)
-            self.post_message(RedisStatus(None))
             return self.poll_interval
         self.poll_error = None
-        self.post_message(RedisStatus(None))
+        if self.reads_redis:
+            self.post_message(RedisStatus(None))
         return self.poll_interval

@@ -38,7 +38,7 @@ class JobDetailScreen(Screen[None]):
         return self.queue
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(context=f"{self.queue} > job {self.job_id}", id="status")
+        yield StatusBar(context=f"queue {self.queue}", id="status")
         yield JobView(self.queue, self.job_id, self.initial, id="detail")
         yield LogPane(id="log")
         yield Footer(compact=True)

@@ -9,7 +9,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
 from lark_tui.actions import perform, refresh_live
-from lark_tui.messages import WorkerChosen
+from lark_tui.messages import OverviewLoaded, WorkerChosen
 from lark_tui.screens.confirm import ConfirmDialog
 from lark_tui.screens.start_workers import StartWorkersDialog, WorkersRequest
 from lark_tui.services import services
@@ -161,6 +161,9 @@ class MainScreen(Screen[None]):
         services(self).supervisor.restart(key)
         self.notify("Restarting worker: the old one finishes its jobs, a new one starts.")
         refresh_live(self)
+
+    def on_overview_loaded(self, message: OverviewLoaded) -> None:
+        self.query_one(WorkersTable).show_registry(message.overview.workers)
 
     # -- log ----------------------------------------------------------------
     def on_worker_chosen(self, message: WorkerChosen) -> None:

@@ -79,10 +79,11 @@ class LogPane(RichLog, Polling):
             self.write(Text(note, style="dim"))
 
     def show_job(self, queue: str, job_id: str) -> None:
-        self._switch(JobSource(queue, job_id), f"Job log · {job_id}")
+        self._switch(JobSource(queue, job_id), "Job log · no lines yet")
 
     def _switch(self, source: WorkerSource | JobSource | None, title: str) -> None:
         self.source = source
+        self.reads_redis = isinstance(source, JobSource)
         self._pos = 0
         self._gone = False
         self.border_title = title
@@ -97,9 +98,11 @@ class LogPane(RichLog, Polling):
             lines = list(await self._job_lines(source))
         else:
             return
-        if source is self.source:
+        if source is self.source and lines:
             for line in lines:
                 self.write(styled(line))
+            if isinstance(source, JobSource):
+                self.border_title = f"Job log · {self._pos:,} line(s)"
 
     async def _job_lines(self, source: JobSource) -> tuple[str, ...]:
         try:

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from lark_tui import format as fmt
-from lark_tui.messages import QueueChosen
+from lark_tui.messages import OverviewLoaded, QueueChosen
 from lark_tui.model import Overview, QueueStats
 from lark_tui.polling import Polling
 from lark_tui.services import services
@@ -42,7 +42,8 @@ def cells(q: QueueStats, name_w: int, spark_w: int) -> list[Text]:
 
 
 class QueuesTable(DataTable[Text], Polling):
-    """The queues panel. Polls ``DataSource.overview()`` (one round trip) every tick."""
+    """The queues panel. Polls ``DataSource.overview()`` (one round trip) every tick
+    and passes the workers it read on to the screen."""
 
     BORDER_TITLE = "Queues"
     BINDINGS = [
@@ -75,7 +76,9 @@ class QueuesTable(DataTable[Text], Polling):
         self.render_overview(Overview(tuple(QueueStats(n) for n in names)))
 
     async def poll(self) -> None:
-        self.render_overview(await services(self).data.overview())
+        overview = await services(self).data.overview()
+        self.render_overview(overview)
+        self.post_message(OverviewLoaded(overview))
 
     def _width(self) -> int:
         return self.size.width or self.app.size.width - 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -36,9 +38,9 @@ class StatusBar(Static):
 
     def banner(self, error: str) -> Text:
         data = services(self).data
-        attempts = getattr(self.app, "redis_attempts", 0)
-        text = Text.assemble(("✖ Redis unreachable", "bold"), " — ")
+        since = getattr(self.app, "redis_down_since", None) or services(self).clock()
+        text = Text.assemble(("✖ Redis unreachable", "bold"), ": ")
         text.append(error if data.redis_url in error else f"{data.redis_url}: {error}")
-        text.append(f"\nRetrying (attempt {attempts}); the data shown may be stale. "
-                    "Nothing to do here: the console reconnects by itself.")
+        text.append(f"\nRetrying every few seconds since {time.strftime('%H:%M:%S', time.localtime(since))}"
+                    "; figures below are from before. It recovers by itself.")
         return text

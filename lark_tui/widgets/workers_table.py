@@ -92,9 +92,11 @@ def worker_rows(local: tuple[LocalWorker, ...], registry: tuple[WorkerEntry, ...
 
 
 class WorkersTable(DataTable[Text], Polling):
-    """The workers panel: supervisor snapshot plus ``DataSource.workers()`` each tick."""
+    """The workers panel: the supervisor's processes each tick, merged with the
+    registry that :class:`~lark_tui.widgets.queues_table.QueuesTable` reads."""
 
     BORDER_TITLE = "Workers"
+    reads_redis = False
     BINDINGS = [
         Binding("plus,equals_sign", "screen.scale(1)", "More", key_display="+"),
         Binding("minus", "screen.scale(-1)", "Fewer", key_display="-"),
@@ -127,10 +129,12 @@ class WorkersTable(DataTable[Text], Polling):
             self.refresh()
 
     async def poll(self) -> None:
-        try:
-            self.registry = await services(self).data.workers()
-        finally:
-            self.render_rows()
+        """Local processes only; the registry arrives with the queues' overview."""
+        self.render_rows()
+
+    def show_registry(self, registry: tuple[WorkerEntry, ...]) -> None:
+        self.registry = registry
+        self.render_rows()
 
     def render_rows(self) -> None:
         svc = services(self)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -118,9 +119,9 @@ class JobRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON shape every ``--json`` output and the console use."""
-        data = asdict(self)
-        data.pop("_queue", None)
-        return data
+        # not asdict(): it deep-copies ``_queue`` (whose connection holds a lock) and fails
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                if f.name != "_queue"}
 
     def _q(self) -> Queue:
         if self._queue is None:

@@ -31,6 +31,10 @@ for _, id in ipairs(expired) do
       add_event(events_key, 'ev', 'failed', 'id', id, 'reason', reason)
     else
       local prio = redis.call('HGET', job_key, 'prio')
+      -- a stall does not use up an attempt (the try is counted again when it is re-claimed)
+      if (tonumber(redis.call('HGET', job_key, 'atm')) or 0) > 0 then
+        redis.call('HINCRBY', job_key, 'atm', -1)
+      end
       redis.call('HSET', job_key, 'state', paused and 'paused' or 'waiting', 'tok', '')
       redis.call('ZADD', paused and paused_key or wait_key, ready_score(prio, next_seq(meta_key, 1)), id)
       recovered[#recovered + 1] = id

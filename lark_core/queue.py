@@ -64,12 +64,13 @@ class Queue:
         return Call(scripts.script("add"),
                     [k.wait, k.paused, k.delayed, k.meta, k.marker, k.events], args)
 
-    def _added_record(self, group: list[Any]) -> JobRecord:
+    def _added_record(self, group: list[Any], flag: int = 1) -> JobRecord:
         job_id, name, data, opts, prio, delay = group
         stored = scripts_json(opts)
+        state = JobState.PAUSED if flag == 2 else JobState.DELAYED if delay else JobState.WAITING
         return JobRecord(
             id=job_id, name=name, queue=self.name, payload=scripts_json(data),
-            state=JobState.DELAYED.value if delay else JobState.WAITING.value,
+            state=state.value,
             priority=prio, max_attempts=stored.get("attempts", self.config.jobs.options.attempts),
             timestamp=int(time.time() * 1000), options=stored, _queue=self,
         )
@@ -83,7 +84,7 @@ class Queue:
             existing = await self.get_job(group[0])
             if existing is not None:
                 return existing
-        return self._added_record(group)
+        return self._added_record(group, int(added[0]))
 
     def add_sync(self, name: str, payload: Any = None, **opts: Any) -> JobRecord:
         """``add`` for sync code (no event loop needed)."""
@@ -104,7 +105,7 @@ class Queue:
             if raw:
                 return JobRecord.from_hash(group[0], self, self.name, raw,
                                            self.config.jobs.options.attempts)
-        return self._added_record(group)
+        return self._added_record(group, int(added[0]))
 
     @translate_errors
     async def add_bulk(self, jobs: Iterable[dict[str, Any]]) -> list[JobRecord]:
@@ -120,7 +121,7 @@ class Queue:
         out = []
         for group, flag in zip(groups, added, strict=True):
             rec = None if flag else await self.get_job(group[0])
-            out.append(rec or self._added_record(group))
+            out.append(rec or self._added_record(group, int(flag)))
         return out
 
     # -- reading --------------------------------------------------------------

@@ -5,7 +5,8 @@
   ARGV[1] job key prefix ("lark:{q}:job:")
   ARGV[2] number of jobs n; then n groups of 6:
           id, name, data (JSON), opts (JSON), priority, delay ms
-  Returns: array of n integers, 1 = added, 0 = the id existed already.
+  Returns: array of n integers, 1 = added, 2 = added to a paused queue (state paused),
+           0 = the id existed already.
 ]]
 local wait_key, paused_key, delayed_key = KEYS[1], KEYS[2], KEYS[3]
 local meta_key, marker_key, events_key = KEYS[4], KEYS[5], KEYS[6]
@@ -25,7 +26,7 @@ for i = 0, n - 1 do
   if redis.call('EXISTS', job_key) == 1 then
     result[i + 1] = 0
   else
-    result[i + 1] = 1
+    result[i + 1] = (paused and delay <= 0) and 2 or 1
     added[#added + 1] = id
     -- attempts made and stalled count start absent (= 0); empty options are not stored
     local fields = {'name', name, 'data', data, 'prio', prio, 'ts', now}

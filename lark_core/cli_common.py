@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,8 @@ T = TypeVar("T")
 
 #: how long a one-shot command waits for Redis to answer its first PING
 PING_TIMEOUT_S = 5.0
+#: the width of tables written to a pipe or file
+PIPED_WIDTH = 200
 
 ConfigOpt = Annotated[
     Path | None,
@@ -64,8 +67,9 @@ _USAGE_ERRORS: tuple[type[Exception], ...] = (
 
 
 def out() -> Console:
-    """The console for data (stdout)."""
-    return Console(highlight=False, soft_wrap=True, emoji=False)
+    """The console for data (stdout); piped, tables are never cut to 80 columns."""
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH
+    return Console(highlight=False, soft_wrap=True, emoji=False, width=width)
 
 
 def err() -> Console:

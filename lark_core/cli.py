@@ -2,8 +2,8 @@
 
 Data goes to stdout (tables, ``--json``, ids), status and errors to stderr. Exit codes:
 0 ok; 1 the operation failed (not found, wrong state, Redis unreachable, a doctor check);
-2 bad usage or config. The commands live in ``cli_jobs``, ``cli_queues``, ``cli_doctor``,
-``cli_init`` and ``cli_redis``; this module builds the app and runs the worker.
+2 bad usage or config. The commands live in ``cli_jobs``, ``cli_show``, ``cli_queues``,
+``cli_doctor``, ``cli_init`` and ``cli_redis``; this module builds the app and runs the worker.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lark_core import cli_doctor, cli_init, cli_jobs, cli_queues, cli_redis
+from lark_core import cli_doctor, cli_init, cli_jobs, cli_queues, cli_redis, cli_show
 from lark_core.cli_common import ConfigOpt, guarded, load
 from lark_core.serve import run_worker, setup_logging
 
@@ -95,8 +95,8 @@ def _add(target: typer.Typer, fn: Callable[..., Any], name: str | None = None) -
     target.command(name or fn.__name__)(guarded(fn))
 
 
-for _fn in (worker, cli_jobs.dispatch, cli_queues.counts, cli_jobs.jobs, cli_jobs.show,
-            cli_jobs.logs, cli_jobs.retry, cli_jobs.remove, cli_jobs.promote, cli_queues.pause,
+for _fn in (worker, cli_jobs.dispatch, cli_queues.counts, cli_jobs.jobs, cli_show.show,
+            cli_show.logs, cli_jobs.retry, cli_jobs.remove, cli_jobs.promote, cli_queues.pause,
             cli_queues.resume, cli_queues.clean, cli_queues.workers, cli_doctor.doctor,
             cli_init.init):
     _add(app, _fn)

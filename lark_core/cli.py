@@ -12,9 +12,10 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -47,9 +48,18 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
-def _exit_code_after(code: int) -> None:
+def _job_threads_left(wait_s: float = 1.0) -> bool:
+    """Give the worker's job threads a moment to end; True if one is still running."""
+    deadline = time.monotonic() + wait_s
+    threads = [t for t in threading.enumerate() if t.name.startswith("lark-job")]
+    for t in threads:
+        t.join(max(deadline - time.monotonic(), 0))
+    return any(t.is_alive() for t in threads)
+
+
+def _exit(code: int) -> NoReturn:
     """A sync handler still running past its grace cannot be joined: leave without it."""
-    if any(t.name.startswith("lark-job") and t.is_alive() for t in threading.enumerate()):
+    if _job_threads_left():
         logging.shutdown()
         os._exit(code)
     raise typer.Exit(code)
@@ -88,7 +98,7 @@ def worker(
         stalled_interval_ms=stalled_interval_ms, max_stalls=max_stalls,
         shutdown_grace_s=shutdown_grace,
     ))
-    _exit_code_after(code)
+    _exit(code)
 
 
 def _add(target: typer.Typer, fn: Callable[..., Any], name: str | None = None) -> None:

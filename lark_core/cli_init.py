@@ -75,7 +75,7 @@ def _ensure_gitignore(project: Path) -> bool:
 
 def init(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(metavar="[DIR]", help="Project folder.")] = Path("."),
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Project folder.")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
     config: ConfigOpt = None,
 ) -> None:

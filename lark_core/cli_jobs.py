@@ -184,7 +184,7 @@ def jobs(
 
 def retry(
     ctx: typer.Context,
-    job_id: Annotated[str | None, typer.Argument(metavar="[JOB_ID]", show_default=False,
+    job_id: Annotated[str | None, typer.Argument(metavar="JOB_ID", show_default=False,
                                                  help="The failed or completed job.")] = None,
     all_failed: Annotated[bool, typer.Option("--all", help="Every failed job.")] = False,
     queue: QueueOpt = None,

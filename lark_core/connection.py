@@ -14,6 +14,7 @@ import redis
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.retry import Retry
 
 from lark_core.errors import RedisUnavailable
@@ -75,7 +76,7 @@ class Connection:
         self._blocking: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
-        self._sync: redis.Redis | None = None
+        self._sync: redis.Redis | SyncRedisCluster | None = None
 
     @property
     def url(self) -> str:
@@ -124,16 +125,19 @@ class Connection:
             c = self._blocking[loop] = self._make(socket_timeout=None, retries=0)
         return c
 
-    def sync_client(self) -> redis.Redis:
+    def sync_client(self) -> redis.Redis | SyncRedisCluster:
         """A thread-safe sync client (``dispatch_sync``, the CLI's quick checks)."""
         with self._lock:
             if self._sync is None:
                 url = self._url or resolve_url(self.config)
                 self._url = url
                 kwargs = _client_kwargs(self.config, url)
-                kwargs.update(socket_connect_timeout=3.0, socket_timeout=10.0,
-                              retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
-                self._sync = redis.Redis.from_url(url, **kwargs)
+                kwargs.update(socket_connect_timeout=3.0, socket_timeout=10.0)
+                if self.is_cluster:
+                    self._sync = SyncRedisCluster.from_url(url, **kwargs)
+                else:
+                    kwargs["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+                    self._sync = redis.Redis.from_url(url, **kwargs)
             return self._sync
 
     async def aclose(self) -> None:

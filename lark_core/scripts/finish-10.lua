@@ -9,8 +9,11 @@
     id, token, outcome ('c' completed | 'f' failed for good | 'r' retry),
     value (return value JSON for 'c', reason for 'f'/'r'), stacktrace,
     retry delay ms ('r'), keep count (-1 = no limit), keep age ms (-1 = no limit)
-  A job is acknowledged only when it is active and its token matches; replaying an
-  acknowledgement already applied is a no-op.
+  A job is acknowledged only while its token matches: the claim sets the token and every
+  way out of active changes it (the stalled sweep and requeue clear it; this script marks
+  it 'd:<token>'), so a matching token means "active under this claim". Replaying an
+  acknowledgement already applied (a write retried after a reconnect) is a no-op, and so
+  is acknowledging a job whose record is gone.
   Returns: array of ids whose lock was lost (nothing was written for them).
 ]]
 local active_key, wait_key, delayed_key = KEYS[1], KEYS[2], KEYS[3]
@@ -56,8 +59,8 @@ for i = 0, n - 1 do
   local job_key = prefix .. id
   local tok = redis.call('HGET', job_key, 'tok')
   if tok ~= token then
-    lost[#lost + 1] = id
-  elseif redis.call('ZSCORE', active_key, id) then
+    if tok and tok ~= 'd:' .. token then lost[#lost + 1] = id end
+  else
     done[#done + 1] = id
     if outcome == 'c' then
       n_completed = n_completed + 1
@@ -65,7 +68,7 @@ for i = 0, n - 1 do
       if count == 0 or age == 0 then
         to_del[#to_del + 1] = job_key; to_del[#to_del + 1] = logs_prefix .. id
       else
-        redis.call('HSET', job_key, 'state', 'completed', 'fon', now, 'rv', value)
+        redis.call('HSET', job_key, 'state', 'completed', 'fon', now, 'rv', value, 'tok', 'd:' .. token)
         keep(completed_key, id, count, age)
       end
     elseif outcome == 'f' then
@@ -74,19 +77,20 @@ for i = 0, n - 1 do
       if count == 0 or age == 0 then
         to_del[#to_del + 1] = job_key; to_del[#to_del + 1] = logs_prefix .. id
       else
-        redis.call('HSET', job_key, 'state', 'failed', 'fon', now, 'fr', value, 'st', stack)
+        redis.call('HSET', job_key, 'state', 'failed', 'fon', now, 'fr', value, 'st', stack, 'tok', 'd:' .. token)
         keep(failed_key, id, count, age)
       end
     else
       add_event(events_key, 'ev', 'retried', 'id', id, 'reason', value, 'delay', delay)
       if delay > 0 then
-        redis.call('HSET', job_key, 'state', 'delayed', 'due', now + delay, 'fr', value, 'st', stack)
+        redis.call('HSET', job_key, 'state', 'delayed', 'due', now + delay, 'fr', value, 'st', stack,
+          'tok', 'd:' .. token)
         redis.call('ZADD', delayed_key, now + delay, id)
       else
         if paused == nil then paused = is_paused(meta_key) end
         local prio = redis.call('HGET', job_key, 'prio')
         local state = paused and 'paused' or 'waiting'
-        redis.call('HSET', job_key, 'state', state, 'fr', value, 'st', stack)
+        redis.call('HSET', job_key, 'state', state, 'fr', value, 'st', stack, 'tok', 'd:' .. token)
         redis.call('ZADD', paused and paused_key or wait_key, ready_score(prio, next_seq(meta_key, 1)), id)
         requeued = requeued + 1
       end

@@ -80,8 +80,7 @@ def flaky_call(rng: random.Random) -> Spec:
 def resize_image(rng: random.Random) -> Spec:
     width, height = rng.choice([(640, 480), (800, 600), (1024, 768), (480, 480)])
     payload = {
-        "image": f"uploads/{rng.choice(['avatar', 'product', 'banner'])}-"
-        f"{rng.randint(1000, 9999)}.png",
+        "image": f"uploads/{rng.choice(['avatar', 'product', 'banner'])}-{rng.randint(1000, 9999)}.png",
         "width": width,
         "height": height,
         "sizes": rng.choice([[256, 64], [128]]),
@@ -138,8 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--config",
         type=Path,
         metavar="PATH",
-        help="lark.config.yaml to use (default: $LARK_CONFIG, else "
-        "./lark.config.yaml, else the demo's own)",
+        help="lark.config.yaml to use (default: $LARK_CONFIG, else ./lark.config.yaml, else the demo's own)",
     )
     parser.add_argument("--seed", type=int, help="seed the random stream, for a repeatable run")
     args = parser.parse_args(argv)
@@ -197,16 +195,21 @@ class LoadGenerator:
         parts = []
         for name, c in zip(QUEUES, counts, strict=True):
             backlog = c.get("waiting", 0) + c.get("delayed", 0) + c.get("paused", 0)
-            parts.append(
-                f"{name} +{self.second[name]} ({backlog} queued, {c.get('failed', 0)} failed)"
-            )
+            parts.append(f"{name} +{self.second[name]} ({backlog} queued, {c.get('failed', 0)} failed)")
         print(f"[{at_s:6.1f}s] +{sent:<4d} " + " | ".join(parts), flush=True)
         self.second.clear()
 
 
 async def run(args: argparse.Namespace) -> int:
-    from lark_core import queues  # reads $LARK_CONFIG on first use
+    from lark_core import default_project, queues  # reads $LARK_CONFIG on first use
 
+    try:
+        return await generate(args, queues)
+    finally:
+        await default_project().close()
+
+
+async def generate(args: argparse.Namespace, queues: Any) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

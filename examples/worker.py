@@ -16,7 +16,5 @@ from lark_core import init_queues
 
 if __name__ == "__main__":
     # The demo's own config wherever this is started from, unless $LARK_CONFIG says otherwise.
-    os.environ.setdefault(
-        "LARK_CONFIG", str(Path(__file__).resolve().parent.parent / "lark.config.yaml")
-    )
+    os.environ.setdefault("LARK_CONFIG", str(Path(__file__).resolve().parent.parent / "lark.config.yaml"))
     init_queues()

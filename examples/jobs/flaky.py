@@ -49,9 +49,7 @@ def parse_payload(payload: Any) -> tuple[str, float, tuple[int, int]]:
         or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in latency)
         or latency[0] > latency[1]
     ):
-        raise ValueError(
-            f"FlakyApiCall: 'latency_ms' must be [min, max] in milliseconds, got {latency!r}"
-        )
+        raise ValueError(f"FlakyApiCall: 'latency_ms' must be [min, max] in milliseconds, got {latency!r}")
     return endpoint, float(rate), (latency[0], latency[1])
 
 

@@ -41,9 +41,7 @@ from ._util import (
 
 DEFAULT_SENDER = ("Lark Demo", "welcome@lark.example")
 SMTP_TIMEOUT_S = 15
-_ADDRESS = re.compile(
-    r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
-)
+_ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
 
 
 def validate_address(value: Any, key: str = "to") -> str:
@@ -56,9 +54,7 @@ def validate_address(value: Any, key: str = "to") -> str:
         raise ValueError(f"SendWelcomeEmail: {key!r} must be one line, got {value!r}")
     _, addr = parseaddr(value)
     if not _ADDRESS.match(addr):
-        raise ValueError(
-            f"SendWelcomeEmail: {key!r} does not look like an e-mail address: {value!r}"
-        )
+        raise ValueError(f"SendWelcomeEmail: {key!r} does not look like an e-mail address: {value!r}")
     return addr
 
 

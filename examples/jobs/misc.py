@@ -116,9 +116,7 @@ class ResizeImage(Job):
         if (
             not isinstance(sizes, list)
             or not sizes
-            or not all(
-                isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 2048 for s in sizes
-            )
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 2048 for s in sizes)
         ):
             raise ValueError(f"ResizeImage: 'sizes' must be a list of 1..2048, got {sizes!r}")
 

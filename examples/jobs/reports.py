@@ -227,16 +227,10 @@ class BuildSalesReport(Job):
             if i % 50 == 0:  # a real warehouse query takes a moment; show it moving
                 await self.update_progress(30 + int(50 * i / len(sales)))
                 await asyncio.sleep(0.05)
-        self.info(
-            f"{agg.rows} rows matched: {agg.total.units} units, revenue {_money(agg.total.revenue)}"
-        )
+        self.info(f"{agg.rows} rows matched: {agg.total.units} units, revenue {_money(agg.total.revenue)}")
         await self.update_progress(80)
 
-        text = (
-            render_markdown(q, agg, _title(q), str(self.job_id))
-            if q.fmt == "md"
-            else render_csv(agg)
-        )
+        text = render_markdown(q, agg, _title(q), str(self.job_id)) if q.fmt == "md" else render_csv(agg)
         name = "-".join(
             [
                 "sales",
@@ -246,9 +240,7 @@ class BuildSalesReport(Job):
                 safe_slug(str(self.job_id), 64),
             ]
         )
-        path = await asyncio.to_thread(
-            write_atomic, REPORTS_DIR / f"{name}.{q.fmt}", text.encode("utf-8")
-        )
+        path = await asyncio.to_thread(write_atomic, REPORTS_DIR / f"{name}.{q.fmt}", text.encode("utf-8"))
         self.info("wrote", str(path))
         await self.update_progress(100)
 

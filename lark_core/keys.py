@@ -4,7 +4,7 @@
 |----------------------------------|--------|------------------------------------------------------|
 | ``lark:{q}:job:<id>``            | hash   | one job (fields in ``lark_core.record.FIELDS``)       |
 | ``lark:{q}:logs:<id>``           | list   | the job's log lines, capped                           |
-| ``lark:{q}:wait``                | zset   | ready jobs; score = priority * 2**32 + ready seq      |
+| ``lark:{q}:wait``                | zset   | ready jobs; score = priority * 2**31 + ready seq      |
 | ``lark:{q}:paused``              | zset   | ready jobs while the queue is paused (same scores)    |
 | ``lark:{q}:active``              | zset   | claimed jobs; score = lock deadline (ms, Redis clock) |
 | ``lark:{q}:delayed``             | zset   | delayed jobs; score = due time (ms, Redis clock)      |

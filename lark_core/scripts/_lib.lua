@@ -1,6 +1,8 @@
 --[[
   Shared helpers, prepended to every script when it is loaded.
-  Scores of wait/paused: priority * 2^32 + ready sequence (FIFO within a priority).
+  Scores of wait/paused: priority * 2^31 + ready sequence mod 2^31 (FIFO within a priority).
+  2^31, not 2^32: with priorities up to 2^21 every score stays below 2^53, where a double
+  (a zset score) is still exact; at 2^32 the top priority rounded distinct jobs together.
 ]]
 local function now_ms()
   local t = redis.call('TIME')
@@ -8,7 +10,7 @@ local function now_ms()
 end
 
 local function ready_score(prio, seq)
-  return (tonumber(prio) or 0) * 4294967296 + (seq % 4294967296)
+  return (tonumber(prio) or 0) * 2147483648 + (seq % 2147483648)
 end
 
 -- Reserve `n` ready-sequence numbers; returns the first.

@@ -71,6 +71,7 @@ class Worker:
                                    self._hold_slot)
         self.runners: list[QueueRunner] = []
         self._beats = 0
+        self._signals = False
 
     # -- control ---------------------------------------------------------------
 
@@ -92,6 +93,19 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        self._signals = True
+
+    def _release_signals(self) -> None:
+        """Once stopped, a late SIGTERM (the second one of a forced stop) is ignored.
+
+        Left to the event loop, closing it restores the default action, and a SIGTERM
+        arriving while the process exits kills it: exit -15 instead of 0.
+        """
+        if not self._signals:
+            return
+        self._signals = False
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     # -- running jobs ------------------------------------------------------------
 
@@ -219,6 +233,7 @@ class Worker:
             await asyncio.gather(*periodic, return_exceptions=True)
             await self._unregister()
             self._threads.shutdown(wait=False, cancel_futures=True)
+            self._release_signals()
         log.info("worker %s stopped: %d done, %d failed", self.id, self.stats.done, self.stats.failed)
         return 0
 

@@ -201,12 +201,16 @@ class LoadGenerator:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from lark_core import default_project, queues  # reads $LARK_CONFIG on first use
+    from lark_core import ConfigError, LarkError, default_project, queues  # loads $LARK_CONFIG lazily
 
     try:
         return await generate(args, queues)
+    except LarkError as exc:  # bad config, Redis unreachable, ...: one clear line, no traceback
+        print(f"load.py: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
     finally:
-        await default_project().close()
+        with contextlib.suppress(Exception):
+            await default_project().close()
 
 
 async def generate(args: argparse.Namespace, queues: Any) -> int:

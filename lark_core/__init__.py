@@ -14,6 +14,7 @@ from lark_core.errors import (
     RedisUnavailable,
     SerializationError,
     UnknownQueue,
+    UnrecoverableError,
 )
 from lark_core.job import Job
 from lark_core.project import Lark, configure_queue, default_project, queues
@@ -26,8 +27,8 @@ __all__ = [
     "AmbiguousJobId", "ConfigError", "DiscoveryError", "EmbeddedRedisError", "Job", "JobNotFound",
     "JobNotInState", "JobRecord", "JobState", "JobTimeout", "Lark", "LarkError", "LockLost",
     "PayloadTooLarge", "Queue", "RedisUnavailable", "SerializationError", "UnknownQueue",
-    "WorkerInfo", "configure_queue", "default_project", "init_queues", "list_workers", "queues",
-    "run_worker",
+    "UnrecoverableError", "WorkerInfo", "configure_queue", "default_project", "init_queues",
+    "list_workers", "queues", "run_worker",
 ]
 
 

@@ -54,6 +54,10 @@ class UnknownQueue(LarkError, KeyError):
         return str(self.args[0]) if self.args else "unknown queue"
 
 
+class UnrecoverableError(LarkError):
+    """Raise from ``handle`` to fail the job for good, skipping the retries left."""
+
+
 class JobTimeout(LarkError):
     """A job ran past its timeout."""
 

@@ -17,7 +17,7 @@ from typing import Any
 from lark_core import options as opts_mod
 from lark_core.backoff import retry_delay_ms
 from lark_core.discovery import JobRegistry
-from lark_core.errors import JobTimeout
+from lark_core.errors import JobTimeout, UnrecoverableError
 from lark_core.job import Job
 from lark_core.serialization import dumps
 from lark_core.settings import JobOptions
@@ -66,9 +66,11 @@ class Outcome:
     stack: str = ""
     delay_ms: int = 0
     keep: tuple[int, int] = (-1, -1)
+    max_attempts: int = 1
 
     def args(self, claim: Claim) -> list[Any]:
-        return [claim.id, claim.token, self.code, self.value, self.stack, self.delay_ms, *self.keep]
+        return [claim.id, claim.token, self.code, self.value, self.stack, self.delay_ms, *self.keep,
+                self.max_attempts]
 
 
 def describe(exc: BaseException) -> str:
@@ -133,21 +135,22 @@ class Executor_:
         self.threads = threads
         self.on_thread_overrun = on_thread_overrun
 
-    def _bad(self, reason: str) -> Outcome:
+    def _bad(self, claim: Claim, reason: str) -> Outcome:
         """A try that can never succeed: failed for good, kept for inspection."""
-        return Outcome("f", reason, "", 0, (-1, -1))
+        return Outcome("f", reason, "", 0, (-1, -1), claim.attempt)
 
     async def run(self, claim: Claim, context: RunContext) -> Outcome:
         cls = self.registry.get(claim.name)
         if cls is None:
-            return self._bad(f"unknown job name {claim.name!r}: no Job class of that name is "
+            return self._bad(claim, f"unknown job name {claim.name!r}: no Job class of that name is "
                              "registered in this worker")
         try:
             claim.data.encode("utf-8")
             payload = json.loads(claim.data)
             stored = json.loads(claim.opts or "{}")
         except (ValueError, UnicodeEncodeError) as exc:
-            return self._bad(f"corrupt job record: payload or options are not valid UTF-8 JSON ({exc})")
+            return self._bad(claim, "corrupt job record: payload or options are not valid UTF-8 "
+                                    f"JSON ({exc})")
         if not isinstance(stored, dict):
             stored = {}
         resolved = opts_mod.resolve(stored, cls, self.defaults)
@@ -163,7 +166,8 @@ class Executor_:
             return self._failure(claim, exc, resolved, started)
         ms = (time.monotonic() - started) * 1000
         log.info("[%s] %s %s done in %.0f ms", claim.queue, claim.name, claim.id, ms)
-        return Outcome("c", value, "", 0, opts_mod.keep_args(resolved.remove_on_complete))
+        return Outcome("c", value, "", 0, opts_mod.keep_args(resolved.remove_on_complete),
+                       resolved.attempts)
 
     async def _call(self, cls: type[Job], claim: Claim, context: RunContext, payload: Any,
                     timeout: float | None) -> Any:
@@ -189,12 +193,13 @@ class Executor_:
             exc = JobTimeout(f"job exceeded its timeout of {resolved.timeout_s}s")
         reason, stack = describe(exc), format_stack(exc)
         ms = (time.monotonic() - started) * 1000
-        if claim.attempt < resolved.attempts:
+        if claim.attempt < resolved.attempts and not isinstance(exc, UnrecoverableError):
             delay = retry_delay_ms(resolved.backoff, claim.attempt)
             log.warning("[%s] %s %s failed after %.0f ms (attempt %d/%d): %s; retry in %d ms",
                         claim.queue, claim.name, claim.id, ms, claim.attempt, resolved.attempts,
                         reason, delay)
-            return Outcome("r", reason, stack, delay)
+            return Outcome("r", reason, stack, delay, (-1, -1), resolved.attempts)
         log.error("[%s] %s %s failed (attempt %d/%d): %s", claim.queue, claim.name, claim.id,
                   claim.attempt, resolved.attempts, reason)
-        return Outcome("f", reason, stack, 0, opts_mod.keep_args(resolved.remove_on_fail))
+        return Outcome("f", reason, stack, 0, opts_mod.keep_args(resolved.remove_on_fail),
+                       resolved.attempts)

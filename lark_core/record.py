@@ -42,7 +42,8 @@ FIELDS = {
     "fr": "failed reason",
     "st": "stacktrace",
     "prog": "progress, JSON",
-    "tok": "lock token of the claim in force",
+    "tok": "lock token of the claim in force ('d:<token>' once acknowledged)",
+    "matm": "max attempts as the worker resolved them (after its first acknowledgement)",
 }
 
 
@@ -94,7 +95,7 @@ class JobRecord:
         opts = _json(raw.get("opts"), {})
         if not isinstance(opts, dict):
             opts = {}
-        attempts = opts.get("attempts", default_attempts)
+        attempts = _int(raw.get("matm")) or opts.get("attempts", default_attempts)
         return cls(
             id=job_id,
             name=raw.get("name", ""),

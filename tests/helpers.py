@@ -6,6 +6,7 @@ consistency check of a queue's states and counts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +16,7 @@ from typing import Any
 
 from lark_core import scripts
 from lark_core.discovery import JobRegistry, discover
-from lark_core.execution import Claim
+from lark_core.execution import Claim, Outcome
 from lark_core.project import Lark
 from lark_core.queue import Queue
 from lark_core.record import STATES
@@ -124,8 +125,9 @@ class ScriptDriver:
     @staticmethod
     def ack(claim: Claim, code: str, value: str = "null", stack: str = "", delay_ms: int = 0,
             keep: tuple[int, int] = (-1, -1), token: str | None = None) -> list[Any]:
-        return [claim.id, claim.token if token is None else token, code, value, stack,
-                delay_ms, *keep]
+        if token is not None:
+            claim = dataclasses.replace(claim, token=token)
+        return Outcome(code, value, stack, delay_ms, keep).args(claim)
 
     async def complete(self, claim: Claim, value: str = "null",
                        keep: tuple[int, int] = (-1, -1)) -> list[str]:

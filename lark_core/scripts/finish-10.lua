@@ -5,10 +5,11 @@
   KEYS[7] meta      hash   KEYS[8] events   stream KEYS[9] metrics  hash
   KEYS[10] marker   zset
   ARGV[1] job key prefix   ARGV[2] logs key prefix   ARGV[3] number of entries n
-  then n groups of 8:
+  then n groups of 9:
     id, token, outcome ('c' completed | 'f' failed for good | 'r' retry),
     value (return value JSON for 'c', reason for 'f'/'r'), stacktrace,
-    retry delay ms ('r'), keep count (-1 = no limit), keep age ms (-1 = no limit)
+    retry delay ms ('r'), keep count (-1 = no limit), keep age ms (-1 = no limit),
+    max attempts (as the worker resolved them; stored so readers see the job's policy)
   A job is acknowledged only while its token matches: the claim sets the token and every
   way out of active changes it (the stalled sweep and requeue clear it; this script marks
   it 'd:<token>'), so a matching token means "active under this claim". Replaying an
@@ -52,10 +53,11 @@ local function trim(set_key, count, age)
 end
 
 for i = 0, n - 1 do
-  local b = 4 + i * 8
+  local b = 4 + i * 9
   local id, token, outcome, value = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local stack, delay = ARGV[b + 4], tonumber(ARGV[b + 5])
   local count, age = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
+  local matm = ARGV[b + 8]
   local job_key = prefix .. id
   local tok = redis.call('HGET', job_key, 'tok')
   if tok ~= token then
@@ -68,7 +70,8 @@ for i = 0, n - 1 do
       if count == 0 or age == 0 then
         to_del[#to_del + 1] = job_key; to_del[#to_del + 1] = logs_prefix .. id
       else
-        redis.call('HSET', job_key, 'state', 'completed', 'fon', now, 'rv', value, 'tok', 'd:' .. token)
+        redis.call('HSET', job_key, 'state', 'completed', 'fon', now, 'rv', value, 'tok', 'd:' .. token,
+          'matm', matm)
         keep(completed_key, id, count, age)
       end
     elseif outcome == 'f' then
@@ -77,20 +80,22 @@ for i = 0, n - 1 do
       if count == 0 or age == 0 then
         to_del[#to_del + 1] = job_key; to_del[#to_del + 1] = logs_prefix .. id
       else
-        redis.call('HSET', job_key, 'state', 'failed', 'fon', now, 'fr', value, 'st', stack, 'tok', 'd:' .. token)
+        redis.call('HSET', job_key, 'state', 'failed', 'fon', now, 'fr', value, 'st', stack, 'tok', 'd:' .. token,
+          'matm', matm)
         keep(failed_key, id, count, age)
       end
     else
       add_event(events_key, 'ev', 'retried', 'id', id, 'reason', value, 'delay', delay)
       if delay > 0 then
         redis.call('HSET', job_key, 'state', 'delayed', 'due', now + delay, 'fr', value, 'st', stack,
-          'tok', 'd:' .. token)
+          'tok', 'd:' .. token, 'matm', matm)
         redis.call('ZADD', delayed_key, now + delay, id)
       else
         if paused == nil then paused = is_paused(meta_key) end
         local prio = redis.call('HGET', job_key, 'prio')
         local state = paused and 'paused' or 'waiting'
-        redis.call('HSET', job_key, 'state', state, 'fr', value, 'st', stack, 'tok', 'd:' .. token)
+        redis.call('HSET', job_key, 'state', state, 'fr', value, 'st', stack, 'tok', 'd:' .. token,
+          'matm', matm)
         redis.call('ZADD', paused and paused_key or wait_key, ready_score(prio, next_seq(meta_key, 1)), id)
         requeued = requeued + 1
       end

@@ -22,7 +22,7 @@ from lark_core import registry as reg
 from lark_core import scripts
 from lark_core.connection import REDIS_DOWN_ERRORS
 from lark_core.discovery import JobRegistry
-from lark_core.errors import LarkError
+from lark_core.errors import LarkError, RedisUnavailable
 from lark_core.execution import Claim, Executor_, Outcome, RunContext
 from lark_core.ids import new_id
 from lark_core.project import Lark
@@ -151,7 +151,8 @@ class Worker:
         while True:
             try:
                 await fn()
-            except REDIS_DOWN_ERRORS as exc:
+            except (*REDIS_DOWN_ERRORS, RedisUnavailable) as exc:
+                # the Queue methods housekeeping uses raise RedisUnavailable, not the raw errors
                 log.debug("%s: Redis unavailable (%s)", what, exc)
             except Exception:
                 log.exception("%s failed", what)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
+import pytest
+
+from lark_core.errors import RedisUnavailable
+from lark_core.worker import Worker
 from tests.conftest import write_project
 
 JOB = '''from lark_core import Job
@@ -47,3 +55,22 @@ def test_late_second_sigterm_still_exits_0(tmp_path: Path, redis_url: str) -> No
         assert proc.wait(timeout=20) == 0
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+async def test_periodic_task_treats_redis_unavailable_as_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """Housekeeping goes through Queue methods, which raise RedisUnavailable: a worker
+    started while Redis was down logged it as a crash, with a traceback."""
+    calls = 0
+
+    async def housekeeping() -> None:
+        nonlocal calls
+        calls += 1
+        raise RedisUnavailable("cannot reach Redis at redis://127.0.0.1:1/0")
+
+    task = asyncio.create_task(Worker._every(cast(Worker, None), 0.01, housekeeping, "housekeeping"))
+    while calls < 3:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -37,8 +37,8 @@ class LarkApp(App[int]):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("g", "goto_job", "Go to job"),
-        Binding("n", "dispatch", "Dispatch"),
+        Binding("g", "goto_job", "Go to job", show=False),
+        Binding("n", "dispatch", "Dispatch job", show=False),
     ]
 
     redis_error: reactive[str | None] = reactive(None, init=False)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from lark_tui.model import JobPage, Overview
+from lark_tui.model import JobDetail, JobPage, Overview
 
 
 @dataclass
@@ -67,3 +67,10 @@ class PageLoaded(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, PageLoaded)
+
+
+@dataclass
+class JobLoaded(Message):
+    """The detail view read its job for the first time or saw its state change."""
+
+    job: JobDetail

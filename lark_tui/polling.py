@@ -29,6 +29,8 @@ class Polling(Widget):
     reads_redis: bool = True
     #: the last error shown by this widget (other than Redis being away)
     poll_error: str | None = None
+    #: polls finished so far, successful or not (tests wait on it)
+    polls: int = 0
 
     def start_polling(self, interval: float | None = None) -> None:
         if interval is not None:
@@ -63,6 +65,12 @@ class Polling(Widget):
             self._wake.clear()
 
     async def _poll_once(self, delay: float) -> float:
+        try:
+            return await self._attempt(delay)
+        finally:
+            self.polls += 1
+
+    async def _attempt(self, delay: float) -> float:
         try:
             await self.poll()
         except RedisUnavailable as exc:

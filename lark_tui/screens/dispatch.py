@@ -93,7 +93,9 @@ class DispatchDialog(ModalScreen[DispatchRequest | None]):
         blink = services(self).cursor_blink
         for field in self.query(Input):
             field.cursor_blink = blink
-        self.query_one(TextArea).cursor_blink = blink
+        payload = self.query_one(TextArea)
+        payload.cursor_blink = blink
+        payload.select_all()
         self.query_one("#name", Input).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

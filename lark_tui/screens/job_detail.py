@@ -7,8 +7,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from lark_tui.messages import JobLoaded
 from lark_tui.model import JobDetail
-from lark_tui.screens.jobs import promote_job, remove_job, retry_job
+from lark_tui.screens.jobs import applies, promote_job, remove_job, retry_job
 from lark_tui.widgets.job_view import JobView
 from lark_tui.widgets.log_pane import LogPane
 from lark_tui.widgets.status_bar import StatusBar
@@ -46,6 +47,12 @@ class JobDetailScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one(LogPane).show_job(self.queue, self.job_id)
         self.query_one(JobView).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return applies(action, self._state(), 0 if action != "retry_all" else 1)
+
+    def on_job_loaded(self, message: JobLoaded) -> None:
+        self.refresh_bindings()
 
     def _state(self) -> str:
         job = self.query_one(JobView).job

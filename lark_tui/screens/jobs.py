@@ -30,8 +30,12 @@ class JobsScreen(Screen[None]):
         Binding("R", "retry_all", "Retry all", key_display="R"),
         Binding("d,delete", "remove", "Delete", key_display="d"),
         Binding("P", "promote", "Promote", key_display="P"),
-        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="["),
-        Binding("right_square_bracket", "page(1)", "Next page", key_display="]"),
+        Binding("left_square_bracket", "page(-1)", "Prev", key_display="["),
+        Binding("right_square_bracket", "page(1)", "Next", key_display="]"),
+        Binding("left_curly_bracket", "page(-1000000000)", "First page", key_display="{",
+                show=False),
+        Binding("right_curly_bracket", "page(1000000000)", "Last page", key_display="}",
+                show=False),
         Binding("left", "state(-1)", "Prev state", show=False, priority=True),
         Binding("right", "state(1)", "Next state", show=False, priority=True),
         *(Binding(str(i), f"show_state('{s}')", f"Show {s}", show=False)
@@ -61,8 +65,18 @@ class JobsScreen(Screen[None]):
         table = self.query_one(JobsTable)
         table.border_title = f"{self.queue} · {self.state}"
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that do not apply to the jobs shown leave the footer."""
+        return applies(action, self.state, self._failed())
+
+    def _failed(self) -> int:
+        tables = self.query(JobsTable)
+        current = tables.first().current if tables else None
+        return current.counts.get("failed", 0) if current else 0
+
     def on_page_loaded(self, message: PageLoaded) -> None:
         page = message.page
+        self.refresh_bindings()
         self.query_one(StateTabs).show(page.state, page)
         table = self.query_one(JobsTable)
         first = page.page * page.page_size + 1 if page.jobs else 0
@@ -76,6 +90,7 @@ class JobsScreen(Screen[None]):
 
     def action_show_state(self, state: str) -> None:
         self.state = state
+        self.refresh_bindings()
         self.query_one(StateTabs).show(state)
         self.query_one(JobsTable).show(state=state)
         self._title()
@@ -86,8 +101,8 @@ class JobsScreen(Screen[None]):
     def action_page(self, step: int) -> None:
         table = self.query_one(JobsTable)
         pages = table.current.pages if table.current else 1
-        target = table.page + step
-        if 0 <= target < pages:
+        target = min(max(0, table.page + step), pages - 1)
+        if target != table.page:
             table.show(page=target)
 
     @on(DataTable.RowSelected, "#jobs")
@@ -124,12 +139,24 @@ class JobsScreen(Screen[None]):
             promote_job(self, job.queue, job.id, job.state)
 
     def action_retry_all(self) -> None:
-        table = self.query_one(JobsTable)
-        failed = table.current.counts.get("failed", 0) if table.current else 0
+        failed = self._failed()
         if not failed:
             self.notify(f"{self.queue} has no failed jobs.")
             return
         confirm_retry_all(self, self.queue, failed)
+
+
+def applies(action: str, state: str, failed: int = 0) -> bool:
+    """Whether a job action makes sense for jobs in ``state``."""
+    if action == "retry":
+        return state in ("failed", "completed")
+    if action == "promote":
+        return state == "delayed"
+    if action == "remove":
+        return state != "active"
+    if action == "retry_all":
+        return failed > 0
+    return True
 
 
 def retry_job(screen: Screen[object], queue: str, job_id: str) -> None:

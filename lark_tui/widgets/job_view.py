@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.syntax import Syntax
+from rich.json import JSON
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from lark_tui import format as fmt
+from lark_tui.messages import JobLoaded
 from lark_tui.model import JobDetail
 from lark_tui.polling import Polling
 from lark_tui.services import services
@@ -40,20 +41,23 @@ def fields_table(job: JobDetail, now: float) -> Table:
 
 
 def json_block(title: str, value: Any) -> list[RenderableType]:
-    code = Syntax(fmt.pretty_json(value), "json", theme="ansi_dark", word_wrap=True,
-                  background_color="default")
-    return [Text(title, style="bold underline"), code]
+    """A titled, highlighted JSON value."""
+    try:
+        body: RenderableType = JSON(fmt.pretty_json(value), indent=2)
+    except ValueError:
+        body = Text(repr(value))
+    return [Text(title, style="bold underline"), body]
 
 
 def detail_renderable(job: JobDetail, now: float) -> RenderableType:
     """The whole detail view of ``job`` as one renderable (a function of the snapshot)."""
     parts: list[RenderableType] = [fields_table(job, now), Text()]
+    if job.failed_reason:
+        parts += [Text("Failure", style="bold underline"), Text(job.failed_reason, style="red"),
+                  Text()]
     parts += json_block("Payload", job.payload)
     if job.state == "completed" or job.return_value is not None:
         parts += [Text(), *json_block("Return value", job.return_value)]
-    if job.failed_reason:
-        parts += [Text(), Text("Failure", style="bold underline"),
-                  Text(job.failed_reason, style="red")]
     if job.stacktrace:
         parts += [Text(), Text("Traceback", style="bold underline")]
         parts += [Text(trace.rstrip(), style="red") for trace in job.stacktrace]
@@ -86,7 +90,10 @@ class JobView(VerticalScroll, Polling):
             self.gone = True
         elif job != self.job or self.gone:
             self.gone = False
+            changed_state = self.job is None or self.job.state != job.state
             self.job = job
+            if changed_state:
+                self.post_message(JobLoaded(job))
         self.draw()
 
     def draw(self) -> None:

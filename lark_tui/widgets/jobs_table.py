@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from lark_tui import format as fmt
 from lark_tui.messages import PageLoaded
@@ -13,6 +14,8 @@ from lark_tui.services import services
 from lark_tui.tables import Row, sync_rows
 
 COLUMNS = (("id", "ID", 26), ("name", "Name", 16), ("attempts", "Try", 5), ("age", "Age", 6))
+NARROW = 100
+NARROW_ID = 12
 
 
 def info(job: JobSummary, now: float) -> str:
@@ -26,10 +29,15 @@ def info(job: JobSummary, now: float) -> str:
     return ""
 
 
-def job_row(job: JobSummary, now: float) -> Row:
+def short_id(job_id: str, width: int) -> str:
+    """The id, or its distinguishing tail when the column is narrow."""
+    return job_id if len(job_id) <= width else "…" + job_id[-(width - 1):]
+
+
+def job_row(job: JobSummary, now: float, id_width: int = 26) -> Row:
     style = "red" if job.state == "failed" else ""
     return job.id, [
-        Text(job.id, no_wrap=True, overflow="ellipsis"),
+        Text(short_id(job.id, id_width), no_wrap=True),
         Text(job.name, no_wrap=True, overflow="ellipsis"),
         Text(f"{job.attempts_made}/{job.max_attempts}", justify="right"),
         Text(fmt.age(job.timestamp, now), justify="right"),
@@ -48,12 +56,27 @@ class JobsTable(DataTable[Text], Polling):
         self.current: JobPage | None = None
         self._rows: list[Row] = []
 
+    def _id_width(self) -> int:
+        return NARROW_ID if self.app.size.width < NARROW else COLUMNS[0][2]
+
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
+            width = self._id_width() if key == "id" else width
             self.add_column(Text(label, justify="right") if key in ("attempts", "age") else label,
                             width=width, key=key)
-        self.add_column("Reason / info", key="info")
+        self.add_column("Reason / info", key="info", width=self._info_width())
         self.start_polling(services(self).poll_interval * 1.5)
+
+    def _info_width(self) -> int:
+        width = self.size.width or self.app.size.width - 2
+        fixed = sum(w for _, _, w in COLUMNS[1:]) + self._id_width() + 2 * (len(COLUMNS) + 1)
+        return max(12, width - fixed - 1)
+
+    def on_resize(self) -> None:
+        column = self.columns.get(ColumnKey("info"))
+        if column is not None and column.width != self._info_width():
+            column.width = self._info_width()
+            self.refresh()
 
     def show(self, state: str | None = None, page: int | None = None) -> None:
         """Switch state and/or page; refreshes at once."""
@@ -76,7 +99,7 @@ class JobsTable(DataTable[Text], Polling):
         now = services(self).clock()
         self.page = page.page
         self.current = page
-        rows = [job_row(j, now) for j in page.jobs]
+        rows = [job_row(j, now, self._id_width()) for j in page.jobs]
         sync_rows(self, rows, self._rows)
         self._rows = rows
         self.post_message(PageLoaded(page))

@@ -19,7 +19,7 @@ LEVEL_STYLES = ((" ERROR ", "red"), (" WARN", "yellow"), ("Traceback", "red"),
 
 def styled(line: str) -> Text:
     """A log line, coloured by level."""
-    text = Text(line, no_wrap=True, overflow="ellipsis")
+    text = Text(line)
     for marker, style in LEVEL_STYLES:
         if marker in line:
             text.stylize(style)
@@ -46,7 +46,7 @@ class LogPane(RichLog, Polling):
     BINDINGS = [Binding("l", "screen.follow", "Follow on/off")]
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(max_lines=MAX_LINES, wrap=False, min_width=20, **kwargs)  # type: ignore[arg-type]
+        super().__init__(max_lines=MAX_LINES, wrap=True, min_width=20, **kwargs)  # type: ignore[arg-type]
         self.source: WorkerSource | JobSource | None = None
         self._pos = 0
         self._gone = False

@@ -21,22 +21,22 @@ MIN_SPARK = 8
 
 def layout(width: int, names: tuple[str, ...]) -> tuple[int, int]:
     """(name column width, sparkline width) for a table ``width`` cells wide."""
-    name_w = min(24, max(8, max((len(n) for n in names), default=8) + 2))
+    name_w = min(24, max(8, max((len(n) for n in names), default=8) + 3))
     fixed = name_w + len(COUNTS) * COUNT_WIDTH + (len(COUNTS) + 2) * 2
     spark_w = max(MIN_SPARK, min(60, width - fixed - 1))
     return name_w, spark_w
 
 
-def cells(q: QueueStats, name_w: int, spark_w: int) -> list[Text]:
-    """The row of one queue, as rendered text."""
-    label = Text(("⏸ " if q.is_paused else "") + q.name, no_wrap=True, overflow="ellipsis")
+def cells(q: QueueStats, name_w: int, spark_w: int, known: bool = True) -> list[Text]:
+    """The row of one queue, as rendered text (``known=False``: nothing read yet)."""
+    label = Text(("‖ " if q.is_paused else "") + q.name, no_wrap=True, overflow="ellipsis")
     if q.is_paused:
         label.stylize("bold yellow")
     row = [label]
     for key, _ in COUNTS:
         n = q.count(key)
         style = "dim" if n == 0 else {"failed": "bold red", "active": "green"}.get(key, "")
-        row.append(Text(fmt.count(n), style=style, justify="right"))
+        row.append(Text(fmt.count(n) if known else "-", style=style, justify="right"))
     row.append(Text(fmt.sparkline(q.throughput, spark_w), style="cyan", no_wrap=True))
     return row
 
@@ -103,7 +103,7 @@ class QueuesTable(DataTable[Text], Polling):
             self.add_column(Text(label, justify="right"), width=COUNT_WIDTH, key=key)
         self.add_column("Jobs/min", width=spark_w, key="spark")
         for q in overview.queues:
-            self.add_row(*cells(q, name_w, spark_w), key=q.name)
+            self.add_row(*cells(q, name_w, spark_w, overview.fetched_at > 0), key=q.name)
         if self.row_count:
             self.move_cursor(row=min(cursor, self.row_count - 1))
 

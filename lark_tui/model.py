@@ -137,7 +137,7 @@ class LocalWorker:
     pid: int
     queues: tuple[str, ...]
     concurrency: int
-    state: str  # starting | running | stopping | stopped | crashed | exited
+    state: str  # running | stopping | stopped | killed | crashed | exited
     started: float  # epoch seconds
     cpu: float | None = None
     memory: int | None = None

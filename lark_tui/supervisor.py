@@ -115,6 +115,8 @@ class WorkerProcess:
             return "stopping" if self.stop_requested else "running"
         if self.stop_requested and self.exit_code in (0, -signal.SIGTERM):
             return "stopped"
+        if self.stop_requested and self.exit_code == -signal.SIGKILL:
+            return "killed"
         return "exited" if self.exit_code == 0 else "crashed"
 
     def signal(self, sig: int) -> None:
@@ -255,6 +257,7 @@ class Supervisor:
 
     def all(self) -> list[WorkerProcess]:
         with self._lock:
+            self._prune()
             return list(self._workers.values())
 
     def alive(self) -> list[WorkerProcess]:
@@ -265,8 +268,6 @@ class Supervisor:
         return len(self.alive())
 
     def snapshot(self) -> tuple[LocalWorker, ...]:
-        with self._lock:
-            self._prune()
         return tuple(w.snapshot() for w in self.all())
 
     def lines_since(self, key: int, seq: int) -> tuple[list[str], int]:

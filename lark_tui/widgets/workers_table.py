@@ -17,6 +17,7 @@ from lark_tui.services import services
 
 STATE_STYLE = {"running": "green", "starting": "cyan", "stopping": "yellow",
                "stopped": "dim", "exited": "dim", "crashed": "bold red", "remote": "",
+               "killed": "red",
                "stale": "yellow"}
 COLUMNS = (("where", "Where", 9), ("pid", "PID", 7), ("state", "State", 10), ("up", "Up", 6),
            ("cpu", "CPU%", 4), ("mem", "Mem", 5), ("done", "Done", 5))

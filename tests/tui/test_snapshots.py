@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from lark_tui.screens.job_detail import JobDetailScreen
 from lark_tui.screens.jobs import JobsScreen
@@ -26,13 +27,19 @@ async def seed(lark: Any) -> float:
     default, reports = lark.queues["default"], lark.queues["reports"]
     records = [await default.add("Hello", {"n": i}, job_id=f"hello-{i}") for i in range(1, 6)]
     records.append(await default.add("Slow", {"seconds": 2}, job_id="slow-1", priority=1))
-    records += [await reports.add("Hello", {"report": m}, job_id=f"report-{m}", delay=600_000)
-                for m in ("jan", "feb")]
+    records += [await reports.add("Hello", {"report": m}, job_id=f"report-{m}", delay=delay)
+                for m, delay in (("jan", 600_000), ("feb", 1_200_000))]
     return max(r.timestamp for r in records) / 1000
 
 
 def frozen_after(t: float) -> Any:
     return lambda: t + 90.3
+
+
+def stable(app: Any) -> Any:
+    """The session Redis has a random port and database: show a fixed URL instead."""
+    app.services.data.redis_url = "redis://127.0.0.1:6379/1"
+    return app
 
 
 class TestDashboard:
@@ -58,7 +65,7 @@ class TestDashboard:
         await fail_jobs(project, lark, "emails", 3)
         t = await seed(lark)
         await lark.queues["reports"].pause()
-        await snap(real_app(project, clock=frozen_after(t)), size)
+        await snap(stable(real_app(project, clock=frozen_after(t))), size)
 
     async def test_dashboard_redis_down(self, snap: Snap, size: tuple[int, int],
                                         tmp_path: Path) -> None:
@@ -91,7 +98,7 @@ class TestJobs:
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(pilot.app.screen, JobsScreen))
 
-        await snap(real_app(project, clock=frozen_after(t)), size, before=open_waiting)
+        await snap(stable(real_app(project, clock=frozen_after(t))), size, before=open_waiting)
 
     async def test_jobs_delayed_redis(self, snap: Snap, size: tuple[int, int], project: Path,
                                       lark: Any) -> None:
@@ -103,7 +110,7 @@ class TestJobs:
             await until(pilot, lambda: isinstance(pilot.app.screen, JobsScreen))
             await pilot.press("4")
 
-        await snap(real_app(project, clock=frozen_after(t)), size, before=open_delayed)
+        await snap(stable(real_app(project, clock=frozen_after(t))), size, before=open_delayed)
 
 
 class TestJobDetail:
@@ -176,7 +183,10 @@ class TestDialogs:
 
     async def test_palette(self, snap: Snap, size: tuple[int, int]) -> None:
         async def ask(pilot: Pilot[Any]) -> None:
-            await pilot.press("ctrl+p", *"retry")
+            await pilot.press("ctrl+p")
+            for field in pilot.app.screen.query(Input):
+                field.cursor_blink = False
+            await pilot.press(*"retry")
             await pilot.pause(0.5)
 
         await snap(make_app(FakeData()), size, before=ask)

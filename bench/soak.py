@@ -9,8 +9,9 @@ Without ``--redis-url`` it starts a private redis-server on a free port (AOF,
 ``appendfsync everysec``) and removes it afterwards; a Redis you name is FLUSHDB'ed
 (port 6379 is refused). Completed jobs are removed (``removeOnComplete: true``), so
 after the first minute (the event stream filling to its cap) every column should stay
-flat. Prints one row per sample, then the drift from the first minute to the end; exits
-1 if a job sent did not run exactly once.
+flat. The job handler does nothing, so every connection counted is the engine's, and
+"done" is the engine's own completion count. Prints one row per sample, then the drift
+from the first minute to the end; exits 1 unless completions equal the jobs sent.
 """
 
 from __future__ import annotations
@@ -33,8 +34,23 @@ from urllib.parse import urlparse
 import psutil
 import redis
 
+from lark_core.keys import QueueKeys
+
 sys.path.insert(0, str(Path(__file__).parent))
-from lark_bench import DONE_KEY, Workers, project
+from lark_bench import Workers
+
+QUEUE = "soak"
+#: the handler touches no Redis of its own: every connection counted is the engine's,
+#: and "done" is the engine's own per-minute completion count
+JOB_FILE = '''from lark_core import Job
+
+
+class NoOp(Job):
+    queue = "soak"
+
+    async def handle(self, payload):
+        return None
+'''
 
 COLUMNS = ("t_s", "sent", "done", "backlog", "redis_mb", "redis_rss_mb", "keys", "worker_rss_mb",
            "worker_conns", "redis_clients")
@@ -74,6 +90,22 @@ def private_redis() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def project(url: str, concurrency: int) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="lark-soak-"))
+    (root / "jobs").mkdir()
+    (root / "jobs" / "noop.py").write_text(JOB_FILE)
+    (root / "lark.config.yaml").write_text(
+        f"jobs:\n  queues: [{QUEUE}]\n  dir: ./jobs\n  options:\n    removeOnComplete: true\n"
+        f"    attempts: 1\nredis:\n  url: {url}\nworker:\n  concurrency: {concurrency}\n")
+    return root / "lark.config.yaml"
+
+
+def completed(r: redis.Redis) -> int:
+    """Completions the engine recorded (per-minute metrics of the queue)."""
+    metrics = r.hgetall(QueueKeys(QUEUE).metrics)
+    return sum(int(v) for f, v in metrics.items() if f.startswith(b"c:"))
+
+
 def worker_figures(workers: Workers, redis_port: int) -> tuple[float, int]:
     """(total RSS in MiB, TCP connections to Redis) over the worker processes."""
     rss, conns = 0, 0
@@ -89,7 +121,7 @@ def worker_figures(workers: Workers, redis_port: int) -> tuple[float, int]:
 
 def sample(r: redis.Redis, workers: Workers, port: int, t0: float, sent: Callable[[], int]) -> dict[str, Any]:
     mem = r.info("memory")
-    done = int(r.get(DONE_KEY) or 0)
+    done = completed(r)
     sent_n = sent()  # read after done: the backlog is never negative
     rss, conns = worker_figures(workers, port)
     return {"t_s": round(time.monotonic() - t0), "sent": sent_n, "done": done, "backlog": sent_n - done,
@@ -109,7 +141,7 @@ class Producer:
         from lark_core import Lark
 
         lark = Lark(config_path=self.config)
-        q = lark.queue("bench")
+        q = lark.queue(QUEUE)
         t0 = time.perf_counter()
         while time.monotonic() < stop_at:
             due = t0 + self.sent / self.rate - time.perf_counter()
@@ -154,7 +186,7 @@ def soak(url: str, args: argparse.Namespace) -> int:
     try:
         asyncio.run(run())
         deadline = time.monotonic() + 60
-        while int(r.get(DONE_KEY) or 0) < producer.sent and time.monotonic() < deadline:
+        while completed(r) < producer.sent and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1.0)
         record()
@@ -164,13 +196,15 @@ def soak(url: str, args: argparse.Namespace) -> int:
               "concurrency": args.concurrency, "sent": producer.sent, "done": samples[-1]["done"],
               "worker_exit_codes": codes, "first_minute_vs_end": drift(samples, min(60.0, args.minutes * 20))}
     print(json.dumps(result) if args.json else "\n".join(
-        [f"sent {producer.sent}, ran {samples[-1]['done']} (exactly once: "
+        [f"sent {producer.sent}, completed {samples[-1]['done']} (equal: "
          f"{samples[-1]['done'] == producer.sent}); worker exit codes {codes}",
          "from the end of the first minute to the end:"]
         + [f"  {k:14} {a} -> {b}" for k, (a, b) in result["first_minute_vs_end"].items()]))
     if samples[-1]["done"] != producer.sent:
-        print(f"soak: {producer.sent} jobs sent but {samples[-1]['done']} ran", file=sys.stderr)
+        print(f"soak: {producer.sent} jobs sent but {samples[-1]['done']} completed; worker logs in "
+              f"{config.parent}", file=sys.stderr)
         return 1
+    shutil.rmtree(config.parent, ignore_errors=True)
     return 0
 
 

@@ -155,11 +155,13 @@ class Supervisor:
     def __init__(self, argv: Sequence[str], cwd: str | None = None,
                  env: dict[str, str] | None = None, grace_s: float = 30.0,
                  clock: Callable[[], float] = time.time, max_lines: int = 2000,
-                 keep_dead: int = 20) -> None:
+                 keep_dead: int = 20, kill_margin_s: float = 5.0) -> None:
         self.argv = list(argv)
         self.cwd = cwd
         self.env = env if env is not None else worker_env()
         self.grace_s = grace_s
+        #: SIGKILL comes this long after the worker's own grace period, not before
+        self.kill_margin_s = kill_margin_s
         self.clock = clock
         self.max_lines = max_lines
         self.keep_dead = keep_dead
@@ -203,8 +205,9 @@ class Supervisor:
         threading.Thread(target=self._escalate, args=(proc,), daemon=True).start()
 
     def _escalate(self, proc: WorkerProcess) -> None:
-        if not proc.exited.wait(self.grace_s + 5):
-            proc.append(f"[lark-tui] no exit {self.grace_s + 5:.0f}s after SIGTERM: SIGKILL")
+        limit = self.grace_s + self.kill_margin_s
+        if not proc.exited.wait(limit):
+            proc.append(f"[lark-tui] no exit {limit:.0f}s after SIGTERM: SIGKILL")
             proc.signal(signal.SIGKILL)
 
     def restart(self, key: int) -> int | None:
@@ -243,7 +246,8 @@ class Supervisor:
         """Stop every live worker gracefully and wait; SIGKILL stragglers at the deadline."""
         for proc in self.alive():
             self.stop(proc.key)
-        deadline = time.monotonic() + (self.grace_s + 5 if timeout is None else timeout)
+        limit = self.grace_s + self.kill_margin_s
+        deadline = time.monotonic() + (limit if timeout is None else timeout)
         for proc in self.all():
             proc.exited.wait(max(0.0, deadline - time.monotonic()))
         for proc in self.alive():

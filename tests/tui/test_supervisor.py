@@ -55,7 +55,7 @@ def test_graceful_stop_and_own_session() -> None:
 
 
 def test_stop_escalates_to_sigkill_after_the_grace_period() -> None:
-    sup = script(STUBBORN, grace_s=0.2)
+    sup = script(STUBBORN, grace_s=0.2, kill_margin_s=0.3)
     [key] = sup.start(["q"], 1)
     proc = sup.get(key)
     wait(lambda: proc.seq >= 1)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -132,13 +133,13 @@ class LarkApp(App[int]):
                 what="Dispatch")
 
     # -- command palette: every action by name -----------------------------------
-    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         titles: set[str] = set()
         for node, binding in described([*own_nodes(screen), self]):
             if node.check_action(binding.action.split("(")[0], ()) is not False:
                 titles.add(binding.description)
                 yield SystemCommand(binding.description, f"key: {display(binding)}",
-                                    partial(node.run_action, binding.action))
+                                    partial(self.run_action, binding.action, node))
         for command in super().get_system_commands(screen):
             if command.title not in titles:
                 yield command

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from textual.binding import Binding
 from textual.dom import DOMNode
@@ -16,7 +17,7 @@ def key_label(key: str) -> str:
     return ", ".join(names.get(k, k) for k in key.split(","))
 
 
-def own_nodes(screen: Screen[object]) -> list[DOMNode]:
+def own_nodes(screen: Screen[Any]) -> list[DOMNode]:
     """The screen and those of its widgets (ours) that define their own keys."""
     widgets = [w for w in screen.query("*") if "BINDINGS" in type(w).__dict__
                and type(w).__module__.startswith("lark_tui")]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
@@ -39,9 +40,9 @@ def help_table(sections: list[tuple[str, list[tuple[str, str]]]]) -> Table:
 class HelpScreen(ModalScreen[None]):
     """Keys of the screen it was opened on: panels, then global, then navigation."""
 
-    BINDINGS: list[BindingType] = [Binding("escape,question_mark,q", "close", "Close")]
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
 
-    def __init__(self, under: Screen[object]) -> None:
+    def __init__(self, under: Screen[Any]) -> None:
         super().__init__(classes="dialog")
         self.under = under
 

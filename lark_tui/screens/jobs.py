@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -159,12 +161,12 @@ def applies(action: str, state: str, failed: int = 0) -> bool:
     return True
 
 
-def retry_job(screen: Screen[object], queue: str, job_id: str) -> None:
+def retry_job(screen: Screen[Any], queue: str, job_id: str) -> None:
     perform(screen, services(screen).data.retry(queue, job_id),
             f"Job {job_id} is waiting again", what="Retry")
 
 
-def remove_job(screen: Screen[object], queue: str, job_id: str, name: str,
+def remove_job(screen: Screen[Any], queue: str, job_id: str, name: str,
                close: bool = False) -> None:
     """Confirm, then delete; ``close`` leaves ``screen`` once the job is gone."""
 
@@ -178,7 +180,7 @@ def remove_job(screen: Screen[object], queue: str, job_id: str, name: str,
     screen.app.push_screen(ConfirmDialog("Delete job", message, "Delete"), answer)
 
 
-def promote_job(screen: Screen[object], queue: str, job_id: str, state: str) -> None:
+def promote_job(screen: Screen[Any], queue: str, job_id: str, state: str) -> None:
     if state != "delayed":
         screen.notify(f"Only delayed jobs can be promoted; this one is {state}.",
                       severity="warning")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -180,7 +182,7 @@ class MainScreen(Screen[None]):
             self.maximize(self.focused, container=False)
 
 
-def confirm_retry_all(screen: Screen[object], queue: str, count: int) -> None:
+def confirm_retry_all(screen: Screen[Any], queue: str, count: int) -> None:
     """Ask, then retry every failed job of ``queue``."""
 
     def answer(yes: bool | None) -> None:

@@ -122,9 +122,10 @@ def worker_figures(workers: Workers, redis_port: int) -> tuple[float, int]:
 def sample(r: redis.Redis, workers: Workers, port: int, t0: float, sent: Callable[[], int]) -> dict[str, Any]:
     mem = r.info("memory")
     done = completed(r)
-    sent_n = sent()  # read after done: the backlog is never negative
+    sent_n = sent()  # read after done (an add can complete before its await returns)
     rss, conns = worker_figures(workers, port)
-    return {"t_s": round(time.monotonic() - t0), "sent": sent_n, "done": done, "backlog": sent_n - done,
+    return {"t_s": round(time.monotonic() - t0), "sent": sent_n, "done": done,
+            "backlog": max(sent_n - done, 0),
             "redis_mb": round(int(mem["used_memory"]) / 2**20, 2),
             "redis_rss_mb": round(int(mem["used_memory_rss"]) / 2**20, 1),
             "keys": r.dbsize(), "worker_rss_mb": rss, "worker_conns": conns,

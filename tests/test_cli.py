@@ -26,6 +26,7 @@ from lark_core.embedded import stop_server
 from lark_core.project import Lark
 from lark_core.worker import Worker, worker_settings
 from tests.conftest import write_project
+from tests.redis_proc import RedisProc, require_redis
 
 JOBS = '''
 import asyncio
@@ -324,6 +325,24 @@ def test_doctor_good_project_and_unreachable_redis(cfg: str, tmp_path: Path) -> 
     broken = tmp_path / "broken.yaml"
     broken.write_text("jobs: [")
     assert cli("doctor", "--config", str(broken)).exit_code == 1
+
+
+@pytest.mark.parametrize(("extra", "needles"), [
+    (["--maxmemory-policy", "allkeys-lru", "--appendonly", "no"],
+     ["! maxmemory-policy is allkeys-lru", "! AOF persistence is off"]),
+    (["--rename-command", "CONFIG", ""], ["! CONFIG GET refused"]),
+])
+def test_doctor_warns_about_eviction_aof_and_refused_config(tmp_path: Path, extra: list[str],
+                                                           needles: list[str]) -> None:
+    require_redis()
+    server = RedisProc(extra_args=extra)
+    server.start()
+    try:
+        cfg = str(write_project(tmp_path, server.url, {"jobs.py": JOBS}, queues=QUEUES))
+        result = ok("doctor", "--config", cfg)
+        assert all(n in result.stdout for n in needles), result.stdout
+    finally:
+        server.cleanup()
 
 
 # ----------------------------------------------------------------------------- init, redis

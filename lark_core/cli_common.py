@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import redis
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from lark_core.config import find_config_path, load_config
 from lark_core.connection import REDIS_DOWN_ERRORS
@@ -89,6 +90,11 @@ def warn(message: str) -> None:
 def fail(message: str, code: int = 1) -> NoReturn:
     err().print(f"error: {message}", markup=False, style="red")
     raise typer.Exit(code)
+
+
+def cells(*values: object) -> list[Text]:
+    """Table cells shown verbatim: data may contain ``[...]``, which rich reads as markup."""
+    return [v if isinstance(v, Text) else Text(str(v)) for v in values]
 
 
 def print_json(value: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 import typer
+from rich.text import Text
 
 from lark_core.cli_common import ConfigOpt, load, out, preflight
 from lark_core.discovery import JobRegistry, discover
@@ -36,11 +37,11 @@ class Report:
     def check(self, status: str, title: str, detail: str = "", hint: str = "") -> None:
         self.failed += status == "fail"
         self.warned += status == "warn"
-        self.console.print(f"{_MARKS[status]} {title}", highlight=False)
+        self.console.print(Text.assemble(Text.from_markup(_MARKS[status]), " ", title))
         for line in detail.splitlines():
             self.console.print(f"    {line}", markup=False)
         if hint:
-            self.console.print(f"    [dim]hint:[/dim] {hint}", highlight=False)
+            self.console.print(Text.assemble("    ", ("hint:", "dim"), " ", hint))
 
     def summary(self) -> None:
         if self.failed:

@@ -16,6 +16,7 @@ from lark_core.cli_common import (
     JsonOpt,
     QueueOpt,
     UsageProblem,
+    cells,
     first_line,
     fmt_age,
     fmt_duration,
@@ -143,8 +144,8 @@ def jobs_table(records: list[JobRecord]) -> Table:
     table.add_column("age", justify="right", no_wrap=True)
     table.add_column("reason", overflow="ellipsis", no_wrap=True)
     for r in records:
-        table.add_row(r.id, r.queue, r.name, f"{r.attempts_made}/{r.max_attempts}",
-                      fmt_age(r.timestamp), _reason(r))
+        table.add_row(*cells(r.id, r.queue, r.name, f"{r.attempts_made}/{r.max_attempts}",
+                             fmt_age(r.timestamp), _reason(r)))
     return table
 
 

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from lark_core.cli_common import (
     ConfigOpt,
     JsonOpt,
     QueueOpt,
+    cells,
     fmt_age,
     load,
     note,
@@ -42,8 +44,8 @@ def counts_table(counts: dict[str, dict[str, Any]]) -> Table:
         table.add_column(state, justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
     for name, row in counts.items():
-        flag = "[yellow]PAUSED[/yellow]" if row["is_paused"] else ""
-        table.add_row(name, *(str(row[s]) for s in STATES), flag)
+        flag = Text("PAUSED", style="yellow") if row["is_paused"] else ""
+        table.add_row(*cells(name, *(row[s] for s in STATES), flag))
     return table
 
 
@@ -118,9 +120,9 @@ def workers_table(infos: list[WorkerInfo]) -> Table:
         table.add_column(title, no_wrap=True,
                          justify="left" if title in ("id", "queues", "state") else "right")
     for w in infos:
-        table.add_row(w.id, ",".join(w.queues), w.state, str(w.concurrency), str(len(w.current)),
-                      str(w.jobs_done), str(w.jobs_failed), fmt_age(w.started),
-                      f"{fmt_age(w.last_seen)} ago")
+        table.add_row(*cells(w.id, ",".join(w.queues), w.state, w.concurrency, len(w.current),
+                             w.jobs_done, w.jobs_failed, fmt_age(w.started),
+                             f"{fmt_age(w.last_seen)} ago"))
     return table
 
 

@@ -14,6 +14,7 @@ from lark_core.cli_common import (
     JobIdArg,
     JsonOpt,
     QueueOpt,
+    cells,
     first_line,
     fmt_time,
     load,
@@ -48,18 +49,22 @@ def _summary_rows(rec: JobRecord) -> list[tuple[str, str]]:
     ]
 
 
+def _sections(rec: JobRecord, logs: list[str]) -> list[tuple[str, str | None]]:
+    result = None if rec.return_value is None else _json_text(rec.return_value)
+    return [("payload", _json_text(rec.payload)), ("return value", result),
+            ("failed reason", rec.failed_reason), ("traceback", rec.stacktrace),
+            ("logs", "\n".join(logs) if logs else None)]
+
+
 def print_record(rec: JobRecord, logs: list[str]) -> None:
     console = out()
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     for key, value in _summary_rows(rec):
-        grid.add_row(key, value)
+        grid.add_row(*cells(key, value))
     console.print(grid)
-    sections = [("payload", _json_text(rec.payload)), ("return value", _json_text(rec.return_value)
-                if rec.return_value is not None else None), ("failed reason", rec.failed_reason),
-                ("traceback", rec.stacktrace), ("logs", "\n".join(logs) if logs else None)]
-    for title, body in sections:
+    for title, body in _sections(rec, logs):
         if body:
             console.print(f"\n[bold]{title}[/bold]")
             console.print(body, markup=False)

@@ -41,7 +41,7 @@ class Echo(Job):
 
 class Boom(Job):
     async def handle(self, payload):
-        raise RuntimeError("kaboom")
+        raise RuntimeError("kaboom [boom]")
 
 
 class Slow(Job):
@@ -234,7 +234,8 @@ def test_processing_show_logs_retry_clean_workers(cfg: str) -> None:
     assert "INFO echo" in ok("logs", echo, "--config", cfg).stdout
     failed = as_json("jobs", "failed", "--config", cfg)
     assert [r["id"] for r in failed] == [boom] and "kaboom" in failed[0]["failed_reason"]
-    assert "kaboom" in ok("jobs", "failed", "--config", cfg).stdout
+    assert "kaboom [boom]" in ok("jobs", "failed", "--config", cfg).stdout  # not read as markup
+    assert "kaboom [boom]" in ok("show", boom, "--config", cfg).stdout
     assert "RuntimeError" in as_json("show", boom, "--config", cfg)["stacktrace"]
     ok("retry", echo, "--config", cfg)
     waiting = dispatch(cfg, "Echo")

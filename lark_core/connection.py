@@ -63,6 +63,14 @@ def _client_kwargs(config: Config, url: str) -> dict[str, Any]:
     return kwargs
 
 
+#: client kind -> (socket timeout s, automatic retries)
+_KINDS: dict[str, tuple[float | None, int]] = {
+    "default": (10.0, 2),
+    "worker": (10.0, 0),
+    "blocking": (None, 0),
+}
+
+
 class Connection:
     """Lazily connects; one async client (and one blocking client) per event loop."""
 
@@ -70,12 +78,9 @@ class Connection:
         self.config = config
         self._url: str | None = None
         self._lock = threading.Lock()
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._blocking: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        # kind -> event loop -> client
+        self._stores: dict[str, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]] = {
+            kind: weakref.WeakKeyDictionary() for kind in _KINDS}
         self._sync: redis.Redis | SyncRedisCluster | None = None
 
     @property
@@ -109,21 +114,26 @@ class Connection:
         kwargs["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
         return aredis.Redis.from_url(url, **kwargs)
 
-    def client(self) -> Any:
-        """The async client of the running event loop."""
+    def _for_loop(self, kind: str) -> Any:
         loop = asyncio.get_running_loop()
-        c = self._clients.get(loop)
+        store = self._stores[kind]
+        c = store.get(loop)
         if c is None:
-            c = self._clients[loop] = self._make(socket_timeout=10.0, retries=2)
+            socket_timeout, retries = _KINDS[kind]
+            c = store[loop] = self._make(socket_timeout=socket_timeout, retries=retries)
         return c
+
+    def client(self) -> Any:
+        """The async client of the running event loop (retries reads and idempotent writes)."""
+        return self._for_loop("default")
+
+    def worker_client(self) -> Any:
+        """No automatic re-send: a worker's claim pipeline must not be applied twice."""
+        return self._for_loop("worker")
 
     def blocking_client(self) -> Any:
         """A client for blocking waits: no socket timeout, so a long BZPOPMIN is never re-sent."""
-        loop = asyncio.get_running_loop()
-        c = self._blocking.get(loop)
-        if c is None:
-            c = self._blocking[loop] = self._make(socket_timeout=None, retries=0)
-        return c
+        return self._for_loop("blocking")
 
     def sync_client(self) -> redis.Redis | SyncRedisCluster:
         """A thread-safe sync client (``dispatch_sync``, the CLI's quick checks)."""
@@ -143,7 +153,7 @@ class Connection:
     async def aclose(self) -> None:
         """Close the clients of the running loop (and the sync client)."""
         loop = asyncio.get_running_loop()
-        for store in (self._clients, self._blocking):
+        for store in self._stores.values():
             c = store.pop(loop, None)
             if c is not None:
                 await c.aclose()

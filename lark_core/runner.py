@@ -38,6 +38,7 @@ class QueueRunner:
         self.want_claim = True
         self.next_due = -1
         self._marker_task: asyncio.Task[None] | None = None
+        self._due_timer: asyncio.TimerHandle | None = None
         self._calls = 0
 
     # -- what other parts call ----------------------------------------------
@@ -116,7 +117,7 @@ class QueueRunner:
             calls.append(self._finish_call(acks))
         calls.append(self._claim_call(n))
         try:
-            results = await scripts.run_many(self.queue.redis, calls)
+            results = await scripts.run_many(self.queue.connection.worker_client(), calls)
         except BaseException:
             self.pending = acks + self.pending
             for job_id, lines in logs.items():
@@ -162,13 +163,25 @@ class QueueRunner:
         self.wakeup.clear()
         if self.pending or self.logs:
             return
-        if not self.want_claim and not self.worker.stopping and self._marker_task is None:
-            timeout = IDLE_WAIT_S
+        if not self.want_claim and not self.worker.stopping:
             due_in = getattr(self, "_due_in", None)
-            if due_in is not None:
-                timeout = min(max(due_in, 0.005), IDLE_WAIT_S)
-            self._marker_task = asyncio.create_task(self._watch_marker(timeout))
+            if self._marker_task is None:
+                timeout = IDLE_WAIT_S if due_in is None else min(max(due_in, 0.005), IDLE_WAIT_S)
+                self._marker_task = asyncio.create_task(self._watch_marker(timeout))
+            elif due_in is not None:
+                # the wait under way may end after a job that just became delayed is due
+                self._arm_due_timer(due_in)
         await self.wakeup.wait()
+
+    def _arm_due_timer(self, due_in: float) -> None:
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+        self._due_timer = asyncio.get_running_loop().call_later(max(due_in, 0.005), self._due)
+
+    def _due(self) -> None:
+        self._due_timer = None
+        self.want_claim = True
+        self.wakeup.set()
 
     async def _watch_marker(self, timeout: float) -> None:
         try:
@@ -181,6 +194,9 @@ class QueueRunner:
             self.wakeup.set()
 
     def stop_watching(self) -> None:
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
         if self._marker_task is not None:
             self._marker_task.cancel()
             self._marker_task = None

@@ -102,33 +102,18 @@ def resolve(stored: dict[str, Any], job_class: type | None, defaults: JobOptions
     """Apply the chain: stored (dispatch) options, class attributes, config defaults."""
     from lark_core import config as cfg
 
-    def pick(name: str, attr: str) -> tuple[bool, Any]:
-        if name in stored:
-            return True, stored[name]
-        value = getattr(job_class, attr, None) if job_class is not None else None
-        return (value is not None), value
-
-    attempts = defaults.attempts
-    found, value = pick("attempts", "attempts")
-    if found:
-        attempts = _safe(cfg.parse_attempts, value, attempts)
-    backoff = defaults.backoff
-    found, value = pick("backoff", "backoff")
-    if found:
-        backoff = _safe(cfg.parse_backoff, value, backoff)
-    roc = defaults.remove_on_complete
-    found, value = pick("remove_on_complete", "remove_on_complete")
-    if found:
-        roc = _safe(cfg.parse_keep_policy, value, roc)
-    rof = defaults.remove_on_fail
-    found, value = pick("remove_on_fail", "remove_on_fail")
-    if found:
-        rof = _safe(cfg.parse_keep_policy, value, rof)
-    timeout = defaults.timeout_s
-    found, value = pick("timeout", "timeout")
-    if found and isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        timeout = float(value)
-    return ResolvedOptions(attempts, backoff, roc, rof, timeout)
+    parsers = {"attempts": cfg.parse_attempts, "backoff": cfg.parse_backoff,
+               "remove_on_complete": cfg.parse_keep_policy, "remove_on_fail": cfg.parse_keep_policy,
+               "timeout": cfg.parse_timeout}
+    fallback = {"attempts": defaults.attempts, "backoff": defaults.backoff,
+                "remove_on_complete": defaults.remove_on_complete,
+                "remove_on_fail": defaults.remove_on_fail, "timeout": defaults.timeout_s}
+    values = {}
+    for name, parse in parsers.items():
+        value = stored[name] if name in stored else getattr(job_class, name, None)
+        values[name] = fallback[name] if value is None else _safe(parse, value, fallback[name])
+    return ResolvedOptions(values["attempts"], values["backoff"], values["remove_on_complete"],
+                           values["remove_on_fail"], values["timeout"])
 
 
 def _safe(fn: Any, value: Any, fallback: Any) -> Any:

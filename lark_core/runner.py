@@ -51,8 +51,14 @@ class QueueRunner:
         if lines:
             self.logs.setdefault(claim.id, []).extend(lines)
         self.pending.append(ack)
-        self.active.pop(claim.id, None)
+        self.forget(claim)
         self.wakeup.set()
+
+    def forget(self, claim: Claim) -> None:
+        """Stop renewing ``claim``'s lock, unless a newer claim of the same job replaced it
+        (a stale run that lost its lock can end while the job runs again here)."""
+        if self.active.get(claim.id) is claim:
+            del self.active[claim.id]
 
     def add_logs(self, job_id: str, lines: list[str]) -> None:
         if lines:

@@ -64,7 +64,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._tasks: dict[asyncio.Task[None], tuple[QueueRunner, Claim]] = {}
-        self._contexts: dict[str, RunContext] = {}
+        self._contexts: dict[str, RunContext] = {}  # by claim token
         self._threads = ThreadPoolExecutor(max_workers=self.settings.concurrency,
                                            thread_name_prefix="lark-job")
         self._executor = Executor_(jobs, project.config.jobs.options, self._threads,
@@ -127,7 +127,7 @@ class Worker:
 
     async def _execute(self, runner: QueueRunner, claim: Claim) -> None:
         context = RunContext(claim, asyncio.get_running_loop(), self._progress, log_line)
-        self._contexts[claim.id] = context
+        self._contexts[claim.token] = context
         try:
             outcome = await self._executor.run(claim, context)
         except asyncio.CancelledError:
@@ -137,7 +137,7 @@ class Worker:
             log.exception("[%s] job %s: internal error", claim.queue, claim.id)
             outcome = Outcome("f", f"internal worker error: {type(exc).__name__}: {exc}")
         finally:
-            self._contexts.pop(claim.id, None)
+            self._contexts.pop(claim.token, None)
         if outcome.code == "f":
             self.stats.failed += 1
         elif outcome.code == "c":
@@ -186,7 +186,7 @@ class Worker:
     async def _flush_logs(self) -> None:
         for runner in self.runners:
             for claim in list(runner.active.values()):
-                ctx = self._contexts.get(claim.id)
+                ctx = self._contexts.get(claim.token)
                 if ctx is not None:
                     runner.add_logs(claim.id, ctx.take_logs())
 
@@ -262,7 +262,7 @@ class Worker:
         by_runner: dict[QueueRunner, list[Claim]] = {}
         for _, (runner, claim) in left:
             by_runner.setdefault(runner, []).append(claim)
-            runner.active.pop(claim.id, None)
+            runner.forget(claim)
         for runner, claims in by_runner.items():
             try:
                 n = await runner.requeue(claims)

@@ -10,7 +10,7 @@ import dataclasses
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +72,16 @@ async def running_worker(project: Lark, queues: list[str] | None = None,
     await wait_until(lambda: worker.runners or task.done(), what="the worker to start")
     try:
         yield worker
-    finally:
+    except BaseException:
+        # the test failed: stop now (handlers may be blocked forever), keep its error
         if not task.done():
-            if not worker._stop.is_set():
-                worker.request_stop()
-            await asyncio.wait_for(asyncio.shield(task), 30)
-        task.result()
+            worker.request_force_stop()
+            with suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(task), 30)
+        raise
+    if not task.done() and not worker._stop.is_set():
+        worker.request_stop()
+    await asyncio.wait_for(asyncio.shield(task), 30)
 
 
 async def stop_worker(worker: Worker, force: bool = False, timeout: float = 30.0) -> int:

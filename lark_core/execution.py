@@ -45,15 +45,31 @@ class Claim:
     queue: str
     lost: bool = False
     logs: list[str] = field(default_factory=list)
+    #: what is wrong with the stored record (the job then fails with it as the reason)
+    corrupt: str | None = None
 
     @classmethod
     def parse(cls, queue: str, reply: list[Any]) -> list[Claim]:
+        """Never raises: a record altered by hand becomes a claim marked ``corrupt``."""
         out = []
         for i in range(2, len(reply), 9):
             r = reply[i:i + 9]
-            out.append(cls(id=r[0], name=r[1], data=r[2], opts=r[3], attempt=int(r[4]),
-                           stalled_count=int(r[5] or 0), priority=int(float(r[6] or 0)),
-                           timestamp=int(float(r[7] or 0)), token=r[8], queue=queue))
+            bad: list[str] = []
+
+            def num(value: Any, name: str, bad: list[str] = bad) -> int:
+                try:
+                    return int(float(value or 0))
+                except (TypeError, ValueError, OverflowError):
+                    bad.append(f"field {name!r} is not a number ({value!r})")
+                    return 0
+
+            claim = cls(id=r[0], name=r[1] or "", data=r[2], opts=r[3], attempt=num(r[4], "atm"),
+                        stalled_count=num(r[5], "stc"), priority=num(r[6], "prio"),
+                        timestamp=num(r[7], "ts"), token=r[8], queue=queue)
+            if not claim.name:
+                bad.insert(0, "no job name (field 'name' is missing)")
+            claim.corrupt = "; ".join(bad) or None
+            out.append(claim)
         return out
 
 
@@ -140,6 +156,8 @@ class Executor_:
         return Outcome("f", reason, "", 0, (-1, -1), claim.attempt)
 
     async def run(self, claim: Claim, context: RunContext) -> Outcome:
+        if claim.corrupt:
+            return self._bad(claim, f"corrupt job record: {claim.corrupt}")
         cls = self.registry.get(claim.name)
         if cls is None:
             return self._bad(claim, f"unknown job name {claim.name!r}: no Job class of that name is "

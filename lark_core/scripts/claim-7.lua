@@ -9,7 +9,7 @@
   ARGV[4] lock ms
   Returns: { next_due_ms or -1, now_ms, then per job 9 values:
              id, name, data, opts, attempts_made, stalled_count, priority, timestamp, token }
-  A job whose record is missing is dropped from wait and skipped.
+  A job whose record is missing (or is not a hash) is dropped from wait and skipped.
 ]]
 local wait_key, active_key, delayed_key, paused_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local meta_key, marker_key, events_key = KEYS[5], KEYS[6], KEYS[7]
@@ -27,7 +27,13 @@ if #due > 0 then
   local state = paused and 'paused' or 'waiting'
   for i, id in ipairs(due) do
     local job_key = prefix .. id
-    local prio = redis.call('HGET', job_key, 'prio')
+    -- a key that is not a hash holds no job (dropped); a record without prio runs at 0
+    local prio = redis.pcall('HGET', job_key, 'prio')
+    if type(prio) == 'table' then
+      prio = false
+    elseif not prio and redis.call('EXISTS', job_key) == 1 then
+      prio = 0
+    end
     if prio then
       redis.call('ZADD', target, ready_score(prio, seq + i - 1), id)
       redis.call('HSET', job_key, 'state', state)
@@ -50,8 +56,10 @@ local k = 0
 for i = 1, #popped, 2 do
   local id = popped[i]
   local job_key = prefix .. id
-  local f = redis.call('HMGET', job_key, 'name', 'data', 'opts', 'atm', 'stc', 'prio', 'ts')
-  if f[1] then
+  local f = redis.pcall('HMGET', job_key, 'name', 'data', 'opts', 'atm', 'stc', 'prio', 'ts')
+  -- a key that is not a hash holds no job (dropped); a record altered by hand (no name,
+  -- say) is claimed all the same, and the worker fails it as corrupt
+  if not f.err and (f[1] or redis.call('EXISTS', job_key) == 1) then
     k = k + 1
     local atm = (tonumber(f[4]) or 0) + 1
     local tok = token_prefix .. ':' .. k
@@ -60,7 +68,7 @@ for i = 1, #popped, 2 do
     zargs[#zargs + 1] = id
     ids[#ids + 1] = id
     local o = #out
-    out[o + 1] = id; out[o + 2] = f[1]; out[o + 3] = f[2] or ''; out[o + 4] = f[3] or '{}'
+    out[o + 1] = id; out[o + 2] = f[1] or ''; out[o + 3] = f[2] or ''; out[o + 4] = f[3] or '{}'
     out[o + 5] = atm; out[o + 6] = f[5] or '0'; out[o + 7] = f[6] or '0'
     out[o + 8] = f[7] or '0'; out[o + 9] = tok
   end

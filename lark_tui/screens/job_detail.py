@@ -55,7 +55,8 @@ class JobDetailScreen(Screen[None]):
         self.refresh_bindings()
 
     def _state(self) -> str:
-        job = self.query_one(JobView).job
+        views = self.query(JobView)
+        job = views.first().job if views else None
         return job.state if job else "unknown"
 
     def action_back(self) -> None:

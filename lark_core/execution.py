@@ -19,7 +19,7 @@ from lark_core.backoff import retry_delay_ms
 from lark_core.discovery import JobRegistry
 from lark_core.errors import JobTimeout, UnrecoverableError
 from lark_core.job import Job
-from lark_core.serialization import dumps
+from lark_core.serialization import dumps, utf8_safe
 from lark_core.settings import JobOptions
 
 log = logging.getLogger("lark.worker")
@@ -97,12 +97,13 @@ def describe(exc: BaseException) -> str:
     except Exception as inner:
         text = f"<unprintable {name}: str() raised {type(inner).__name__}>"
     reason = f"{name}: {text}" if text else name
-    return reason[:REASON_LIMIT]
+    return utf8_safe(reason[:REASON_LIMIT])
 
 
 def format_stack(exc: BaseException) -> str:
     try:
-        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-STACK_LIMIT:]
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return utf8_safe(text[-STACK_LIMIT:])
     except Exception:
         return f"<traceback unavailable for {type(exc).__name__}>"
 
@@ -121,6 +122,7 @@ class RunContext:
         self._lock = threading.Lock()
 
     def log(self, level: str, message: str) -> None:
+        message = utf8_safe(message)
         if len(message) > LOG_LINE_LIMIT:
             message = message[:LOG_LINE_LIMIT] + f" ...[truncated {len(message) - LOG_LINE_LIMIT} chars]"
         with self._lock:

@@ -11,11 +11,26 @@ _encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii
 
 
 def dumps(value: Any, what: str = "value") -> str:
-    """Encode ``value`` as compact JSON; NaN/Infinity and non-JSON types raise SerializationError."""
+    """Encode ``value`` as compact JSON; NaN/Infinity, non-JSON types and text that is not
+    valid UTF-8 (a lone surrogate such as ``"\\ud800"``) raise SerializationError."""
     try:
-        return _encoder.encode(value)
+        text = _encoder.encode(value)
+        if not text.isascii():  # O(1) for ASCII; Redis gets UTF-8, which a lone surrogate is not
+            text.encode("utf-8")
+        return text
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end]
+        raise SerializationError(f"{what} is not JSON-serialisable: it contains {bad!r}, a lone "
+                                 "surrogate, which is not valid UTF-8") from None
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with anything UTF-8 cannot carry (lone surrogates) written as ``\\udXXX``."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def encode_payload(payload: Any, max_bytes: int) -> str:

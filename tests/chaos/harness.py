@@ -120,7 +120,7 @@ class ChaosRun:
                  max_stalls: int = 2, faults_per_kind: int | None = None,
                  kinds: tuple[str, ...] = FAULT_KINDS, settle_s: float | None = None,
                  workdir: Path | None = None, keep: bool = False, verbose: bool = True,
-                 out: Callable[[str], None] = print) -> None:
+                 progress_s: float = 10.0, out: Callable[[str], None] = print) -> None:
         unknown = set(kinds) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
@@ -132,7 +132,7 @@ class ChaosRun:
         self.kinds = kinds
         self.settle_s = settle_s if settle_s is not None else max(45.0, n_jobs / 200)
         self.grace_s = 3.0
-        self.keep, self.verbose, self.out = keep, verbose, out
+        self.keep, self.verbose, self.out, self.progress_s = keep, verbose, out, progress_s
         self.rng = random.Random(seed)
         self.dir = workdir or Path(tempfile.mkdtemp(prefix=f"lark-chaos-{seed}-"))
         self.qredis = RedisProc(appendfsync="always")
@@ -247,7 +247,7 @@ class ChaosRun:
 
     async def _produce(self) -> None:
         rng = random.Random(self.seed * 7919 + 1)
-        window = self.duration_s * 0.7
+        window = self.duration_s * 0.8
         batches = max(1, int(window * 10))
         per = max(1, self.n_jobs // batches)
         made = 0
@@ -270,7 +270,8 @@ class ChaosRun:
         hold_past_lock = (self.lock_ms + 2 * self.stalled_interval_ms) / 1000
         for kind in self.kinds:
             for _ in range(self.faults_per_kind):
-                at = self.t_start + rng.uniform(1.0, self.duration_s * 0.85)
+                # a fault's own hold (a freeze, an outage, a pause) ends within the duration
+                at = self.t_start + rng.uniform(1.0, max(self.duration_s - 5.0, 2.0))
                 slot = rng.randrange(self.n_workers)
                 if kind == "kill":
                     tasks.append(self._kill(at, slot, rng.uniform(0.0, 1.0)))
@@ -512,7 +513,7 @@ class ChaosRun:
 
     async def _monitor(self) -> None:
         while True:
-            await asyncio.sleep(10)
+            await asyncio.sleep(self.progress_s)
             try:
                 counts = await self._counts()
                 total = {s: sum(c[s] for c in counts.values()) for s in next(iter(counts.values()))}

@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--kinds", default=",".join(FAULT_KINDS),
                     help=f"comma-separated subset of {','.join(FAULT_KINDS)}")
     ap.add_argument("--keep", action="store_true", help="keep the run's folder even when it passes")
+    ap.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines")
     ap.add_argument("--json", action="store_true", help="also print the report as JSON")
     return ap.parse_args(argv)
 
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     run = ChaosRun(args.seed, args.duration, args.jobs, args.workers, concurrency=args.concurrency,
                    lock_ms=args.lock_ms, stalled_interval_ms=args.stalled_interval_ms,
                    max_stalls=args.max_stalls, faults_per_kind=args.faults_per_kind,
-                   kinds=tuple(k for k in args.kinds.split(",") if k), keep=args.keep)
+                   kinds=tuple(k for k in args.kinds.split(",") if k), keep=args.keep,
+                   progress_s=args.progress)
     report = run.run()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

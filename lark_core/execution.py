@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +108,25 @@ def format_stack(exc: BaseException) -> str:
         return f"<traceback unavailable for {type(exc).__name__}>"
 
 
+class _Escaped(Exception):
+    """A BaseException other than cancellation (KeyboardInterrupt, SystemExit, a custom one)
+    raised by a handler, carried as an Exception: it fails the job instead of stopping the
+    event loop (asyncio re-raises those out of the loop) or leaving the job active."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(describe(exc))
+        self.exc = exc
+
+
+async def _contained(aw: Awaitable[Any]) -> Any:
+    try:
+        return await aw
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as exc:
+        raise _Escaped(exc) from exc
+
+
 class RunContext:
     """The ``JobContext`` a running job sees: log lines and progress, fenced by the token."""
 
@@ -182,6 +201,8 @@ class Executor_:
             value = dumps(result, "return value")
         except asyncio.CancelledError:
             raise
+        except _Escaped as esc:
+            return self._failure(claim, esc.exc, resolved, started)
         except (Exception, SystemExit) as exc:
             return self._failure(claim, exc, resolved, started)
         ms = (time.monotonic() - started) * 1000
@@ -193,14 +214,14 @@ class Executor_:
                     timeout: float | None) -> Any:
         job = cls(context)
         if inspect.iscoroutinefunction(cls.handle):
-            coro = job.handle(payload)
+            coro = _contained(job.handle(payload))
             return await (asyncio.wait_for(coro, timeout) if timeout else coro)
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self.threads, job.handle, payload)
         if not timeout:
-            return await fut
+            return await _contained(fut)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            return await asyncio.wait_for(_contained(asyncio.shield(fut)), timeout)
         except TimeoutError:
             log.warning("[%s] %s %s: timed out after %ss; its thread cannot be stopped and keeps "
                         "a concurrency slot until it returns", claim.queue, claim.name, claim.id, timeout)

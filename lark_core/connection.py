@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 import redis
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.retry import Retry
@@ -111,7 +112,8 @@ class Connection:
                       health_check_interval=0)
         if self.is_cluster:
             return RedisCluster.from_url(url, **kwargs)
-        kwargs["retry"] = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
+        # the asyncio client needs the asyncio Retry: the sync one never retries an awaited call
+        kwargs["retry"] = AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries)
         return aredis.Redis.from_url(url, **kwargs)
 
     def _for_loop(self, kind: str) -> Any:

@@ -197,6 +197,27 @@ class KeepOne(Job):
         return payload
 
 
+class Chatty(Job):
+    attempts = 2
+
+    async def handle(self, payload):
+        for i in range(payload.get("lines", 0)):
+            self.info("line", i)
+        if payload.get("long"):
+            self.info("x" * 20_000)
+        self.info("try", self.attempt)
+        if self.attempt == 1 and payload.get("fail_first"):
+            raise RuntimeError("first try fails")
+        return "ok"
+
+
+class Spawner(Job):
+    """A sync handler dispatching another job with dispatch_sync (no loop in its thread)."""
+
+    def handle(self, payload):
+        return Echo.dispatch_sync({"child_of": self.job_id}).id
+
+
 class Exits(Job):
     async def handle(self, payload):
         raise SystemExit(3)
@@ -745,7 +766,117 @@ async def test_stalled_job_is_recovered_by_the_worker(queue: Queue, project: Lar
     assert stalled and job.id in stalled[0]["ids"]
 
 
-# -- Redis restarts -------------------------------------------------------------------------------------
+# -- logs, retries from the API, dispatch from a handler, queue subsets --------------------------------
+
+
+async def test_logs_are_capped_truncated_and_survive_retries(queue: Queue, project: Lark) -> None:
+    async with running_worker(project):
+        many = await queue.add("Chatty", {"lines": 1_500})
+        long = await queue.add("Chatty", {"long": True})
+        twice = await queue.add("Chatty", {"fail_first": True})
+        for r in (many, long, twice):
+            await wait_state(queue, r.id, "completed")
+    logs = await queue.get_job_logs(many.id)
+    assert len(logs) == 1_000
+    long_logs = await queue.get_job_logs(long.id)
+    big = next(line for line in long_logs if "xxxx" in line)
+    assert len(big.encode()) <= 8 * 1024 + 100 and "truncated" in big
+    lines = [line.split(" ", 2)[2] for line in await queue.get_job_logs(twice.id)]
+    assert lines == ["try 1", "try 2"]
+    rec = await queue.get_job(twice.id)
+    assert rec is not None and rec.attempts_made == 2 and rec.return_value == "ok"
+
+
+async def test_a_retried_failed_job_runs_again(queue: Queue, project: Lark) -> None:
+    async with running_worker(project):
+        rec = await queue.add("AlwaysFails", {"v": 1}, attempts=1)
+        await wait_state(queue, rec.id, "failed")
+        failed = await queue.get_job(rec.id)
+        assert failed is not None
+        await failed.retry()
+        await wait_until(lambda: len(starts(rec.id)) == 2, what="the second run")
+        await wait_state(queue, rec.id, "failed")
+    again = await queue.get_job(rec.id)
+    assert again is not None and again.attempts_made == 1 and again.payload == {"v": 1}
+    assert again.failed_reason == "RuntimeError: try 1 failed"
+    assert any(line.endswith(" INFO retried") for line in await again.get_logs())
+
+
+async def test_dispatch_sync_from_a_sync_handler(queue: Queue, project: Lark, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from lark_core.project import default_project, set_default_project
+
+    monkeypatch.setenv("LARK_CONFIG", str(tmp_path / "lark.config.yaml"))
+    set_default_project(None)
+    try:
+        async with running_worker(project):
+            parent = await queue.add("Spawner")
+            await wait_state(queue, parent.id, "completed")
+            done = await queue.get_job(parent.id)
+            assert done is not None and isinstance(done.return_value, str)
+            await wait_state(queue, done.return_value, "completed")
+        child = await queue.get_job(done.return_value)
+        assert child is not None and child.return_value["echo"] == {"child_of": parent.id}
+    finally:
+        await default_project().close()
+        set_default_project(None)
+
+
+async def test_a_worker_serves_only_its_queues(project: Lark) -> None:
+    default, other = project.queue("default"), project.queue("other")
+    async with running_worker(project, queues=["other"]) as worker:
+        assert [q.name for q in worker.queues] == ["other"]
+        mine = await other.add("Echo", "mine")
+        not_mine = await default.add("Echo", "not mine")
+        await wait_state(other, mine.id, "completed")
+        assert (await default.get_job(not_mine.id)).state == "waiting"  # type: ignore[union-attr]
+
+
+# -- Redis faults ---------------------------------------------------------------------------------------
+
+
+async def test_worker_survives_dropped_connections(queue: Queue, project: Lark,
+                                                   redis_proc: RedisProc) -> None:
+    admin = redis_proc.client()
+    try:
+        async with running_worker(project) as worker:
+            gate = worker.jobs.get("Gate")
+            assert gate is not None
+            first = await queue.add("Gate", "in flight")
+            await wait_until(lambda: gate.running == 1, what="the job to start")
+            assert admin.client_kill_filter(_type="normal", skipme=True) >= 2
+            await release_all()
+            await wait_state(queue, first.id, "completed")
+            admin.client_kill_filter(_type="normal", skipme=True)  # while idle, blocked on BZPOPMIN
+            after = await wait_until(lambda: _try_add(queue, "after"), what="a new connection")
+            await wait_state(queue, after.id, "completed")
+    finally:
+        admin.close()
+    assert starts(first.id) != [] and len(starts(first.id)) == 1
+    await check_consistency(queue)
+
+
+async def test_a_job_finishing_while_redis_is_down_is_acknowledged_after(
+        tmp_path: Path, fresh_redis: RedisProc) -> None:
+    project = make_project(tmp_path, fresh_redis.url, {"work.py": JOBS})
+    queue = project.queue("default")
+    try:
+        async with running_worker(project) as worker:
+            gate = worker.jobs.get("Gate")
+            assert gate is not None
+            rec = await queue.add("Gate", "through the outage")
+            await wait_until(lambda: gate.running == 1, what="the job to start")
+            fresh_redis.stop()
+            await release_all()
+            await wait_until(lambda: "end" in events_of(rec.id), what="the handler to return")
+            fresh_redis.start()
+            await wait_state(queue, rec.id, "completed", timeout=30)
+        done = await queue.get_job(rec.id)
+        assert done is not None and done.return_value == "through the outage"
+        assert len(starts(rec.id)) == 1 and done.stalled_count == 0
+        await check_consistency(queue)
+    finally:
+        await project.close()
 
 
 async def test_worker_survives_a_redis_restart(tmp_path: Path, fresh_redis: RedisProc) -> None:

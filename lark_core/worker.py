@@ -38,6 +38,9 @@ log = logging.getLogger("lark.worker")
 HEARTBEAT_S = 5.0
 LOG_FLUSH_S = 0.25
 HOUSEKEEPING_S = 60.0
+#: a periodic task meeting these waits for Redis; the Queue methods housekeeping uses raise
+#: RedisUnavailable rather than the raw connection errors
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*REDIS_DOWN_ERRORS, RedisUnavailable)
 
 
 @dataclass
@@ -151,8 +154,7 @@ class Worker:
         while True:
             try:
                 await fn()
-            except (*REDIS_DOWN_ERRORS, RedisUnavailable) as exc:
-                # the Queue methods housekeeping uses raise RedisUnavailable, not the raw errors
+            except OUTAGE_ERRORS as exc:
                 log.debug("%s: Redis unavailable (%s)", what, exc)
             except Exception:
                 log.exception("%s failed", what)

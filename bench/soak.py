@@ -102,7 +102,7 @@ def project(url: str, concurrency: int) -> Path:
 
 def completed(r: redis.Redis) -> int:
     """Completions the engine recorded (per-minute metrics of the queue)."""
-    metrics = r.hgetall(QueueKeys(QUEUE).metrics)
+    metrics: dict[bytes, bytes] = r.hgetall(QueueKeys(QUEUE).metrics)  # type: ignore[assignment]
     return sum(int(v) for f, v in metrics.items() if f.startswith(b"c:"))
 
 

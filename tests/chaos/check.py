@@ -192,8 +192,9 @@ class Checker:
 
     def __init__(self, queue_redis: redis.Redis, record_redis: redis.Redis, queues: Sequence[str],
                  expected: dict[str, str], faults: list[Fault], slack_ms: int, report: Report) -> None:
-        self.r = queue_redis
-        self.rec = record_redis
+        # decode_responses clients: replies are str (the stubs' unions say otherwise)
+        self.r: Any = queue_redis
+        self.rec: Any = record_redis
         self.queues = list(queues)
         self.expected = expected  # job id -> queue, for every add Redis acknowledged
         self.faults = sorted(faults, key=lambda f: f.t0)

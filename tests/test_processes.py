@@ -24,6 +24,7 @@ from tests.helpers import check_consistency, wait_state, wait_until
 JOBS = '''
 import asyncio
 import os
+import time
 
 import redis
 
@@ -42,6 +43,14 @@ class Sleepy(Job):
     async def handle(self, payload):
         R.rpush("test:started", f"{{self.job_id}}:{{os.getpid()}}")
         await asyncio.sleep(payload["seconds"])
+        R.rpush("test:done", self.job_id)
+        return "slept"
+
+
+class SyncSleepy(Job):
+    def handle(self, payload):
+        R.rpush("test:started", f"{{self.job_id}}:{{os.getpid()}}")
+        time.sleep(payload["seconds"])
         R.rpush("test:done", self.job_id)
         return "slept"
 '''
@@ -193,15 +202,38 @@ async def test_a_worker_killed_mid_job_its_job_is_finished_by_another(
     assert await wait_exit(survivor, 30) == 0
 
 
+async def test_a_job_stalling_too_often_is_failed(project: Lark, workers: Workers,
+                                                  side: redis.Redis) -> None:
+    queue = project.queue("default")
+    for _ in range(3):
+        workers.start()
+    await wait_registered(project, 3, workers)
+    job = await queue.add("Sleepy", {"seconds": 30})
+    for run in (1, 2):  # max_stalls is 1: the first stall is recovered, the second fails it
+        await wait_until(lambda run=run: side.llen("test:started") == run, timeout=15,
+                         what=f"run {run} to start")
+        pid = int(side.lindex("test:started", run - 1).rsplit(":", 1)[1])  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+        workers.by_pid(pid).wait(10)
+    await wait_state(queue, job.id, "failed", timeout=15)
+    failed = await queue.get_job(job.id)
+    assert failed is not None and "stalled" in (failed.failed_reason or "")
+    assert failed.stalled_count == 2
+    assert side.llen("test:done") == 0 and side.llen("test:started") == 2
+    counts = await check_consistency(queue)
+    assert counts["failed"] == 1 and counts["active"] == 0 and counts["waiting"] == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_sigterm_lets_the_running_job_finish(project: Lark, workers: Workers,
-                                                   side: redis.Redis) -> None:
+                                                   side: redis.Redis, sig: int) -> None:
     queue = project.queue("default")
     proc = workers.start()
     await wait_registered(project, 1, workers)
     job = await queue.add("Sleepy", {"seconds": 3})
     await wait_until(lambda: side.llen("test:started") == 1, timeout=15, what="the job to start")
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     await wait_until(in_log(workers, proc, "stopping"), timeout=10, what="the stop to be seen")
     queued_after = await queue.add("Record", {"i": 1})
     assert await wait_exit(proc, 20) == 0, workers.output(proc)
@@ -214,12 +246,13 @@ async def test_sigterm_lets_the_running_job_finish(project: Lark, workers: Worke
     assert counts["active"] == 0
 
 
+@pytest.mark.parametrize("name", ["Sleepy", "SyncSleepy"])
 async def test_second_sigterm_puts_the_job_back(project: Lark, workers: Workers,
-                                                side: redis.Redis) -> None:
+                                                side: redis.Redis, name: str) -> None:
     queue = project.queue("default")
     proc = workers.start()
     await wait_registered(project, 1, workers)
-    job = await queue.add("Sleepy", {"seconds": 60})
+    job = await queue.add(name, {"seconds": 60})
     await wait_until(lambda: side.llen("test:started") == 1, timeout=15, what="the job to start")
     proc.send_signal(signal.SIGTERM)
     await wait_until(in_log(workers, proc, "stopping"), timeout=10, what="the first signal")

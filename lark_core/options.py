@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lark_core.errors import ConfigError
+from lark_core.serialization import is_utf8
 from lark_core.settings import Backoff, JobOptions, KeepPolicy
 
 #: dispatch keyword -> stored key (camelCase spellings accepted too)
@@ -76,6 +77,8 @@ def validate_add_options(opts: dict[str, Any]) -> AddSpec:
     if job_id is not None and (not isinstance(job_id, str) or not job_id or len(job_id) > 200
                                or any(c.isspace() for c in job_id)):
         raise ValueError(f"job_id: expected a non-empty string without spaces, got {job_id!r}")
+    if job_id is not None and not is_utf8(job_id):
+        raise ValueError(f"job_id: {job_id!r} is not valid UTF-8 (it has a lone surrogate)")
     delay = _int_option(opts.pop("delay", 0) or 0, "delay (ms)", 0)
     priority = _int_option(opts.pop("priority", 0) or 0, "priority", 0, MAX_PRIORITY)
     stored: dict[str, Any] = {}

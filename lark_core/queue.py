@@ -15,7 +15,7 @@ from lark_core.keys import QueueKeys
 from lark_core.options import validate_add_options
 from lark_core.record import STATES, JobRecord, JobState
 from lark_core.scripts import Call, ScriptCode
-from lark_core.serialization import dumps, encode_payload
+from lark_core.serialization import dumps, encode_payload, is_utf8
 from lark_core.settings import Config
 
 _NEWEST_FIRST = {JobState.COMPLETED.value, JobState.FAILED.value}
@@ -51,6 +51,8 @@ class Queue:
     def _add_group(self, name: str, payload: Any, opts: dict[str, Any]) -> tuple[str, list[Any]]:
         if not isinstance(name, str) or not name:
             raise ValueError(f"job name: expected a non-empty string, got {name!r}")
+        if not is_utf8(name):
+            raise ValueError(f"job name: {name!r} is not valid UTF-8 (it has a lone surrogate)")
         spec = validate_add_options(opts)
         data = encode_payload(payload, self.config.jobs.max_payload_bytes)
         job_id = spec.job_id or new_id()

@@ -26,6 +26,17 @@ def dumps(value: Any, what: str = "value") -> str:
         raise SerializationError(f"{what} is not JSON-serialisable: {exc}") from None
 
 
+def is_utf8(text: str) -> bool:
+    """Whether Redis can be sent ``text`` as UTF-8 (False for a lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def utf8_safe(text: str) -> str:
     """``text`` with anything UTF-8 cannot carry (lone surrogates) written as ``\\udXXX``."""
     if text.isascii():

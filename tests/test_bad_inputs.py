@@ -432,6 +432,12 @@ case("option-timeout", OPTIONS, "`timeout=-1`",
 case("option-empty-name", OPTIONS, "an empty job name (`queue.add('', {})`)",
      "`ValueError: job name: expected a non-empty string, got ''`", ("job name", "non-empty"),
      exc=ValueError, data={"name": ""})
+case("option-name-surrogate", OPTIONS, "a job name with a lone surrogate (`'X\\ud800'`)",
+     "`ValueError: job name: 'X\\ud800' is not valid UTF-8 (it has a lone surrogate)`",
+     ("job name", "not valid UTF-8"), exc=ValueError, data={"name": "X\ud800"})
+case("option-job-id-surrogate", OPTIONS, "a `job_id` with a lone surrogate",
+     "`ValueError: job_id: 'id\\ud800' is not valid UTF-8 (it has a lone surrogate)`",
+     ("job_id", "not valid UTF-8"), exc=ValueError, data={"job_id": "id\ud800"})
 
 
 @pytest.fixture

@@ -130,10 +130,11 @@ class JobRecord:
         return self._queue
 
     async def retry(self) -> None:
-        """Failed or completed -> back of waiting; attempts, reason and result reset."""
-        await self._q().retry_job(self.id)
-        self.state = JobState.WAITING.value
-        self.attempts_made = 0
+        """Failed or completed -> back of waiting (or paused); attempts, reason and result reset."""
+        queue = self._q()
+        await queue.retry_job(self.id)
+        self.state = (JobState.PAUSED if await queue.is_paused() else JobState.WAITING).value
+        self.attempts_made = self.stalled_count = 0
         self.failed_reason = self.stacktrace = self.return_value = self.progress = None
         self.processed_on = self.finished_on = None
 

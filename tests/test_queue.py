@@ -392,6 +392,16 @@ async def test_retry_a_failed_job(queue: Queue, driver: ScriptDriver) -> None:
     assert ISO_LINE.match(logs[-1]) and logs[-1].endswith(" INFO retried")
     assert (await check_consistency(queue))["waiting"] == 1
 
+    # a job retried while the queue is paused is paused, and says so
+    (c,) = await driver.claim(1)
+    await driver.fail(c)
+    await queue.pause()
+    again = await queue.get_job(rec.id)
+    assert again is not None
+    await again.retry()
+    assert again.state == "paused" and (await again.refresh()).state == "paused"
+    await queue.resume()
+
     with pytest.raises(JobNotInState):
         await fresh.retry()  # waiting
     (c,) = await driver.claim(1)

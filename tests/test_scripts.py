@@ -109,6 +109,16 @@ async def test_claim_order_is_priority_then_fifo(queue: Queue, driver: ScriptDri
     assert (await check_consistency(queue))["active"] == len(prios)
 
 
+async def test_fifo_holds_at_the_top_priority(queue: Queue, driver: ScriptDriver) -> None:
+    top = 2_097_152
+    recs = await queue.add_bulk([{"name": "T", "payload": i, "opts": {"priority": top}}
+                                 for i in range(20)])
+    recs += [await queue.add("T", 20 + i, priority=top) for i in range(20)]
+    below = await queue.add("T", "below", priority=top - 1)
+    claims = await driver.claim(41)
+    assert [c.id for c in claims] == [below.id] + [r.id for r in recs]
+
+
 async def test_claim_batch_takes_the_first_n(queue: Queue, driver: ScriptDriver) -> None:
     recs = await queue.add_bulk([{"name": "T", "payload": i, "opts": {"priority": i % 3}}
                                  for i in range(12)])
@@ -345,6 +355,11 @@ async def test_stalled_sweep_recovers_then_fails(queue: Queue, driver: ScriptDri
     counts = await check_consistency(queue)
     assert counts["failed"] == 1 and counts["active"] == 0
     assert (await queue.get_metrics(1))[-1]["failed"] == 1
+    # a retry starts the job afresh: no stalls, no attempts
+    await rec.retry()
+    assert rec.stalled_count == 0 and rec.attempts_made == 0 and rec.state == "waiting"
+    fresh = await rec.refresh()
+    assert fresh.stalled_count == 0 and fresh.attempts_made == 0 and fresh.failed_reason is None
 
 
 async def test_stalled_with_max_stalls_zero_fails_at_once(queue: Queue,

@@ -257,6 +257,19 @@ async def test_option_edges_accepted(queue: Queue) -> None:
     assert rec.id == "camel-id" and rec.priority == 2_097_152 and rec.state == "waiting"
 
 
+async def test_job_id_is_free_again_once_the_record_is_gone(queue: Queue,
+                                                            driver: ScriptDriver) -> None:
+    first = await queue.add("T", {"v": 1}, job_id="reuse")
+    await first.remove()
+    second = await queue.add("T", {"v": 2}, job_id="reuse")
+    assert second.payload == {"v": 2}
+    (c,) = await driver.claim(1)
+    await driver.complete(c, keep=(0, -1))  # removeOnComplete: true
+    third = await queue.add("T", {"v": 3}, job_id="reuse")
+    assert third.payload == {"v": 3} and third.state == "waiting"
+    assert (await check_consistency(queue))["waiting"] == 1
+
+
 async def test_unknown_queue(project: Lark) -> None:
     with pytest.raises(UnknownQueue) as info:
         project.queue("nope")

@@ -599,7 +599,22 @@ async def test_delayed_job_runs_after_its_delay(queue: Queue, project: Lark) -> 
         assert rec.state == "delayed"
         await wait_state(queue, rec.id, "completed")
     (start,) = starts(rec.id)
-    assert 0.28 <= start - t0 <= 0.3 + 0.4, start - t0
+    assert 0.28 <= start - t0 <= 0.3 + 0.2, start - t0  # DESIGN: within ~100 ms at idle
+
+
+async def test_a_sooner_delayed_job_is_not_held_up_by_a_later_one(queue: Queue,
+                                                                 project: Lark) -> None:
+    async with running_worker(project, queues=["default"]) as worker:
+        late = await queue.add("Echo", "late", delay=5_000)
+        runner = worker.runners[0]
+        # the worker has seen the late job and waits for it
+        await wait_until(lambda: runner.next_due > 0, what="the runner to see the delayed job")
+        t0 = time.monotonic()
+        soon = await queue.add("Echo", "soon", delay=200)
+        await wait_state(queue, soon.id, "completed")
+        (start,) = starts(soon.id)
+        assert 0.18 <= start - t0 <= 0.2 + 0.2, start - t0
+        assert (await queue.get_job(late.id)).state == "delayed"  # type: ignore[union-attr]
 
 
 async def test_priority_with_concurrency_one(queue: Queue, project: Lark) -> None:

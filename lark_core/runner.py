@@ -79,6 +79,14 @@ class QueueRunner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            except Exception:
+                # anything else (a bug, an unexpected reply) must not stop serving this queue
+                # unseen while the worker looks alive: say so, back off, go on; jobs a failed
+                # round trip claimed come back as stalled when their locks expire
+                log.exception("[%s] worker loop error; retrying in %.1fs", self.queue.name, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             if self.worker.closing and not self.pending and not self.logs:
                 return
             if not progressed:
@@ -150,9 +158,13 @@ class QueueRunner:
             log.error("[%s] claim failed: %s", self.queue.name, reply)
             self.want_claim = False
             return False
-        self.next_due = int(reply[0])
-        server_now = int(reply[1])
-        claims = Claim.parse(self.queue.name, reply)
+        try:
+            self.next_due = int(reply[0])
+            server_now = int(reply[1])
+            claims = Claim.parse(self.queue.name, reply)
+        except Exception:
+            self.worker.slots.give(n)  # or the slots taken for this claim are gone for good
+            raise
         self.worker.slots.give(n - len(claims))
         if len(claims) < n:
             self.want_claim = False

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import sys
 import time
@@ -37,6 +38,7 @@ from lark_core.errors import (
     SerializationError,
     UnknownQueue,
 )
+from lark_core.execution import Claim
 from lark_core.project import Lark
 from lark_core.queue import Queue
 from tests.conftest import write_project
@@ -733,6 +735,40 @@ async def wait_done(q: Queue, job_id: str) -> None:
 
 
 ZERO = {"waiting": 0, "active": 0, "delayed": 0, "completed": 0, "failed": 0, "paused": 0}
+
+
+async def test_an_unexpected_error_in_the_worker_loop_does_not_stop_the_queue(
+        tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever goes wrong in a round trip (here: an injected error reading a claim reply),
+    the queue is served on, and the jobs that round trip claimed come back as stalled."""
+    caplog.set_level(logging.ERROR, logger="lark.worker")
+    real = Claim.parse
+    injected: list[bool] = []
+
+    def parse_once_badly(cls: type[Claim], queue: str, reply: list[Any]) -> list[Claim]:
+        if len(reply) > 2 and not injected:
+            injected.append(True)
+            raise RuntimeError("injected fault")
+        return real(queue, reply)
+
+    monkeypatch.setattr(Claim, "parse", classmethod(parse_once_badly))
+    project = Lark(config_path=write_project(tmp_path, redis_url, {"jobs.py": JOBS}))
+    q = project.queue("default")
+    try:
+        first = await q.add("Echo", "claimed by the faulty round trip")
+        async with running_worker(project, lock_ms=300, stalled_interval_ms=100) as worker:
+            await wait_until(lambda: injected, what="the injected fault")
+            after = await q.add("Echo", "added after")
+            await wait_done(q, after.id)
+            await wait_done(q, first.id)
+            assert not worker.test_task.done()  # type: ignore[attr-defined]
+        rec = await q.get_job(first.id)
+        assert rec is not None and rec.stalled_count == 1
+        assert "worker loop error" in caplog.text and "injected fault" in caplog.text
+        await check_consistency(q)
+    finally:
+        await project.close()
 
 
 # ======================================================================================= CLI

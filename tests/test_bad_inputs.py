@@ -460,6 +460,10 @@ async def test_payloads_and_options(c: Case, queue: Queue) -> None:
     with pytest.raises(c.exc) as info:
         await queue.add(name, payload, **opts)
     assert_mentions(str(info.value), c)
+    if c.exc is SerializationError:
+        assert isinstance(info.value, TypeError)
+    if c.exc is PayloadTooLarge:
+        assert isinstance(info.value, ValueError)
     with pytest.raises(c.exc):  # the same from a sync caller
         queue.add_sync(name, payload, **opts)
     assert sum((await queue.get_job_counts()).values()) == 0  # nothing enqueued
@@ -529,6 +533,9 @@ case("record-foreign-minimal", RECORDS, "a foreign producer writes only `name` a
 case("record-data-missing", RECORDS, "the `data` field deleted",
      "that job fails: `corrupt job record: payload or options are not valid UTF-8 JSON "
      "(Expecting value ...)`", ("corrupt job record",), data=_altered(hdel=("data",)))
+case("record-data-wrong-type", RECORDS, "`data` set to `42` (JSON, but not the object the "
+     "producer wrote)", "payloads are any JSON value: the handler gets `42` (Echo returns it) and "
+     "the job completes", (), state="completed", data=_altered({"data": "42"}))
 case("record-data-not-json", RECORDS, "`data` set to `nope {`",
      "that job fails: `corrupt job record: payload or options are not valid UTF-8 JSON (...)`",
      ("corrupt job record", "JSON"), data=_altered({"data": "nope {"}))

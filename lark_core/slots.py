@@ -19,12 +19,21 @@ class SlotPool:
         return self.size - self.free
 
     def take(self, who: object, wake: Callable[[], None]) -> int:
-        """Take a fair share of the free slots (0 when none: ``wake`` is called later)."""
-        if self.free == 0:
-            self._hungry[who] = wake
+        """Take a fair share of the free slots (0 when none: ``wake`` is called later).
+
+        Queues that found no slot wait in line, in the order they asked: each one ahead
+        keeps a slot for itself, so a busy queue whose jobs keep finishing cannot take
+        every freed slot before the others get their turn (round-robin).
+        """
+        line = list(self._hungry)
+        ahead = line.index(who) if who in self._hungry else len(line)
+        available = self.free - ahead
+        if available <= 0:
+            self._hungry.setdefault(who, wake)
             return 0
         self._hungry.pop(who, None)
-        share = math.ceil(self.free / (len(self._hungry) + 1))
+        behind = len(self._hungry) - ahead
+        share = math.ceil(available / (behind + 1))
         self.free -= share
         return share
 
@@ -32,6 +41,5 @@ class SlotPool:
         if n <= 0:
             return
         self.free += n
-        hungry, self._hungry = self._hungry, {}
-        for wake in hungry.values():
+        for wake in list(self._hungry.values()):
             wake()

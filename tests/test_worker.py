@@ -211,6 +211,12 @@ class Chatty(Job):
         return "ok"
 
 
+class Nap(Job):
+    async def handle(self, payload):
+        ORDER.append(payload)
+        await asyncio.sleep(0.01)
+
+
 class Spawner(Job):
     """A sync handler dispatching another job with dispatch_sync (no loop in its thread)."""
 
@@ -336,6 +342,24 @@ async def test_concurrency_is_shared_by_queues(project: Lark) -> None:
 
         await wait_until(all_done, what="both queues")
     assert gate.max_running == 2
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 3])
+async def test_queues_are_served_round_robin(project: Lark, concurrency: int) -> None:
+    default, other = project.queue("default"), project.queue("other")
+    await default.add_bulk([{"name": "Nap", "payload": "d"} for _ in range(30)])
+    await other.add_bulk([{"name": "Nap", "payload": "o"} for _ in range(30)])
+    async with running_worker(project, concurrency=concurrency):
+
+        async def all_done() -> bool:
+            return ((await default.get_job_counts())["completed"]
+                    + (await other.get_job_counts())["completed"]) == 60
+
+        await wait_until(all_done, what="both queues")
+    order = "".join(jobs_module().ORDER)
+    # after the first claims, the two queues take turns: neither waits for the other to drain
+    window = order[concurrency:concurrency + 20]
+    assert window.count("d") >= 5 and window.count("o") >= 5, order
 
 
 async def test_a_busy_queue_does_not_starve_another(project: Lark) -> None:

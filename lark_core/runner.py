@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("lark.worker")
 
 IDLE_WAIT_S = 5.0
+#: how long past its block time a blocking wait may go unanswered before the connection is dropped
+BLOCK_MARGIN_S = 5.0
 LOG_LINES_KEPT = 1000
 
 
@@ -203,7 +205,11 @@ class QueueRunner:
 
     async def _watch_marker(self, timeout: float) -> None:
         try:
-            await self.queue.connection.blocking_client().bzpopmin(self.keys.marker, timeout)
+            # bounded here too: the blocking client has no socket timeout, and a connection
+            # whose network path died silently (no FIN/RST) would otherwise never answer
+            await asyncio.wait_for(
+                self.queue.connection.blocking_client().bzpopmin(self.keys.marker, timeout),
+                timeout + BLOCK_MARGIN_S)
         except REDIS_DOWN_ERRORS:
             await asyncio.sleep(0.5)
         finally:

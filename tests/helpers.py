@@ -193,3 +193,55 @@ async def check_consistency(queue: Queue) -> dict[str, int]:
             break
     assert not orphans, f"job records in no state: {orphans[:5]}"
     return counts
+
+
+class SilentProxy:
+    """A TCP proxy to Redis whose open connections can go silent: bytes are swallowed and
+    no FIN or RST is sent, as when a network path dies. New connections work normally."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._conns: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def go_silent(self) -> None:
+        """Every connection open now stops carrying data (in both directions)."""
+        for conn in self._conns:
+            conn["dead"] = True
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        conn: dict[str, Any] = {"dead": False, "writers": (writer, up_writer)}
+        self._conns.append(conn)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    if not conn["dead"]:
+                        dst.write(data)
+                        await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                if not conn["dead"]:
+                    dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in self._conns:
+            for w in conn["writers"]:
+                w.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+

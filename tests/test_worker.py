@@ -21,6 +21,7 @@ from lark_core.queue import Queue
 from lark_core.scripts import Call
 from lark_core.worker import Worker
 from tests.helpers import (
+    SilentProxy,
     check_consistency,
     job_state,
     make_project,
@@ -893,6 +894,39 @@ async def test_worker_survives_dropped_connections(queue: Queue, project: Lark,
         admin.close()
     assert starts(first.id) != [] and len(starts(first.id)) == 1
     await check_consistency(queue)
+
+
+async def test_worker_survives_connections_that_go_silent(
+        tmp_path: Path, redis_url: str, redis_proc: RedisProc,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network path that dies without a FIN or RST (host lost, partition): the worker's
+    blocked wait for work must not hang forever on its dead connection."""
+    from lark_core import connection, runner
+
+    monkeypatch.setattr(runner, "IDLE_WAIT_S", 0.5)
+    monkeypatch.setattr(runner, "BLOCK_MARGIN_S", 1.0)
+    # the ordinary clients time out (as they do in production, after 10 s) sooner here
+    monkeypatch.setitem(connection._KINDS, "default", (1.0, 2))
+    monkeypatch.setitem(connection._KINDS, "worker", (1.0, 0))
+    proxy = SilentProxy(redis_proc.port)
+    await proxy.start()
+    db = redis_url.rsplit("/", 1)[1]
+    project = make_project(tmp_path, proxy.url(int(db)), {"work.py": JOBS})
+    producer = make_project(tmp_path / "producer", redis_url, {"work.py": JOBS})
+    queue = producer.queue("default")
+    try:
+        async with running_worker(project, stalled_interval_ms=60_000):
+            first = await queue.add("Echo", "first")
+            await wait_state(queue, first.id, "completed")
+            # the idle worker waits for work on its blocking connection: cut every connection
+            proxy.go_silent()
+            after = await queue.add("Echo", "after")
+            await wait_state(queue, after.id, "completed", timeout=20)
+    finally:
+        await project.close()
+        await producer.close()
+        await proxy.close()
+    assert jobs_module().ORDER == ["first", "after"]
 
 
 async def test_a_job_finishing_while_redis_is_down_is_acknowledged_after(

@@ -142,9 +142,26 @@ def start_worker(project: Lark, **settings: Any) -> tuple[Worker, asyncio.Task[i
     return worker, asyncio.create_task(worker.run())
 
 
-async def stop_worker(worker: Worker, task: asyncio.Task[int]) -> None:
-    worker.request_stop()
-    assert await asyncio.wait_for(task, 15) == 0
+async def stop_worker(worker: Worker, task: asyncio.Task[int], force: bool = False) -> None:
+    worker.request_force_stop() if force else worker.request_stop()
+    done, _ = await asyncio.wait({task}, timeout=15)
+    if not done:
+        stacks = [f"{t!r}\n" + "\n".join(_awaiting(t.get_coro())) for t in asyncio.all_tasks()]
+        task.cancel()
+        raise AssertionError("worker did not stop within 15 s; tasks:\n" + "\n".join(stacks))
+    assert task.result() == 0
+
+
+def _awaiting(coro: Any) -> list[str]:
+    """Where a coroutine is suspended, down the chain of awaits (for a hang report)."""
+    lines = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            what = frame.f_locals.get("what", "")
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name} {what}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return lines
 
 
 async def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -427,8 +444,7 @@ async def test_every_script_call_stays_in_the_queue_slot(
         await q.add("Echo", {"sleep": 30})           # still running when the worker stops
         await wait_for(lambda: _count(q, "active", 1), 5)
     finally:
-        worker.request_force_stop()                   # puts it back: the requeue script
-        await asyncio.wait_for(task, 15)
+        await stop_worker(worker, task, force=True)  # puts it back: the requeue script
     await q.clean("completed")
     used = {c.script.name for c in calls}
     assert used == set(scripts.load_scripts()), set(scripts.load_scripts()) - used

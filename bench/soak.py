@@ -36,9 +36,6 @@ import redis
 
 from lark_core.keys import QueueKeys
 
-sys.path.insert(0, str(Path(__file__).parent))
-from lark_bench import Workers
-
 QUEUE = "soak"
 #: the handler touches no Redis of its own: every connection counted is the engine's,
 #: and "done" is the engine's own per-minute completion count
@@ -98,6 +95,24 @@ def project(url: str, concurrency: int) -> Path:
         f"jobs:\n  queues: [{QUEUE}]\n  dir: ./jobs\n  options:\n    removeOnComplete: true\n"
         f"    attempts: 1\nredis:\n  url: {url}\nworker:\n  concurrency: {concurrency}\n")
     return root / "lark.config.yaml"
+
+
+class Workers:
+    """``lark-core worker`` processes on the soak's project; output to one log file."""
+
+    def __init__(self, config: Path, n: int) -> None:
+        exe = Path(sys.executable).with_name("lark-core")
+        cmd = [str(exe) if exe.exists() else "lark-core", "worker", "--config", str(config)]
+        self.log = open(config.parent / "workers.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.procs = [subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+                      for _ in range(n)]
+
+    def stop(self) -> list[int]:
+        for p in self.procs:
+            p.terminate()
+        codes = [p.wait(timeout=30) for p in self.procs]
+        self.log.close()
+        return codes
 
 
 def completed(r: redis.Redis) -> int:
@@ -166,7 +181,7 @@ def soak(url: str, args: argparse.Namespace) -> int:
     r.flushdb()
     port = urlparse(url).port or 6379
     config = project(url, args.concurrency)
-    workers = Workers(config, args.workers, url)
+    workers = Workers(config, args.workers)
     producer = Producer(config, args.rate)
     t0 = time.monotonic()
     stop_at = t0 + args.minutes * 60

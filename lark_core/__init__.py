@@ -11,6 +11,7 @@ from lark_core.errors import (
     LarkError,
     LockLost,
     PayloadTooLarge,
+    PermissionDenied,
     RedisUnavailable,
     SerializationError,
     UnknownQueue,
@@ -26,9 +27,9 @@ from lark_core.serve import init_queues, run_worker
 __all__ = [
     "AmbiguousJobId", "ConfigError", "DiscoveryError", "EmbeddedRedisError", "Job", "JobNotFound",
     "JobNotInState", "JobRecord", "JobState", "JobTimeout", "Lark", "LarkError", "LockLost",
-    "PayloadTooLarge", "Queue", "RedisUnavailable", "SerializationError", "UnknownQueue",
-    "UnrecoverableError", "WorkerInfo", "configure_queue", "default_project", "init_queues",
-    "list_workers", "queues", "run_worker",
+    "PayloadTooLarge", "PermissionDenied", "Queue", "RedisUnavailable", "SerializationError",
+    "UnknownQueue", "UnrecoverableError", "WorkerInfo", "configure_queue", "default_project",
+    "init_queues", "list_workers", "queues", "run_worker",
 ]
 
 

@@ -9,6 +9,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio as aredis
@@ -18,7 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.retry import Retry
 
-from lark_core.errors import RedisUnavailable
+from lark_core.errors import PermissionDenied, RedisUnavailable
 from lark_core.settings import Config
 
 P = ParamSpec("P")
@@ -32,6 +33,48 @@ REDIS_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+
+#: "user 'viewer' may not <operation>": the phrase per API method; others use its name
+_OPERATIONS: dict[str, str] = {
+    "add": "add jobs", "add_bulk": "add jobs", "retry_job": "retry jobs",
+    "retry_failed": "retry jobs", "remove_job": "remove jobs", "promote_job": "promote jobs",
+    "pause": "pause queues", "resume": "resume queues", "clean": "clean queues",
+    "prune_metrics": "prune metrics", "get_job_counts": "read counts",
+    "get_all_counts": "read counts", "overview": "read the overview",
+}
+
+
+def is_acl_refusal(exc: BaseException) -> bool:
+    """``NOPERM``, or a script whose user may not run a command inside it."""
+    return isinstance(exc, redis.exceptions.NoPermissionError) or (
+        isinstance(exc, redis.exceptions.ResponseError)
+        and ("NOPERM" in str(exc) or "user executing the script can't run" in str(exc)))
+
+
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind ``exc``: redis-py wraps it in a ConnectionError."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _tls_reason(exc: BaseException) -> str | None:
+    """A plain sentence for a failed TLS handshake, or None when TLS is not the cause."""
+    tls = _tls_error(exc)
+    text = str(exc)
+    if isinstance(tls, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = getattr(tls, "verify_message", None) or "certificate verify failed"
+        return (f"TLS: the server's certificate is not trusted ({detail}); "
+                "set redis.tls.ca_file to the CA that signed it")
+    if tls is not None or "[SSL" in text:
+        reason = getattr(tls, "reason", None) or text
+        return f"TLS handshake failed ({reason}); is that port serving TLS, with these certificates?"
+    return None
 
 
 def resolve_url(config: Config) -> str:
@@ -102,6 +145,17 @@ class Connection:
             return "<redis: not configured>"
 
     @property
+    def username(self) -> str:
+        """The ACL user Lark logs in as (``default`` when none is configured)."""
+        if self.config.redis.username:
+            return self.config.redis.username
+        try:
+            user = urlsplit(self.display_url).username
+        except ValueError:
+            user = None
+        return unquote(user) if user else "default"
+
+    @property
     def is_cluster(self) -> bool:
         return self.config.redis.cluster
 
@@ -164,24 +218,43 @@ class Connection:
             self._sync = None
 
     def unavailable(self, exc: BaseException) -> RedisUnavailable:
-        detail = str(exc).replace(self._url or "\0", self.display_url) if self._url else str(exc)
-        return RedisUnavailable(f"cannot reach Redis at {self.display_url}: {detail}")
+        """``exc`` as a clear message naming the masked URL: down, login refused, or TLS."""
+        return RedisUnavailable(self.outage_reason(exc, prefix=True))
+
+    def outage_reason(self, exc: BaseException, prefix: bool = False) -> str:
+        """Why Redis cannot be used: a refused login, an untrusted certificate, or ``exc``."""
+        url = self.display_url
+        if isinstance(exc, redis.exceptions.AuthenticationError):
+            reason = str(exc).rstrip(".")
+            return (f"Redis at {url} refused the credentials of user {self.username!r} ({reason}); "
+                    "check redis.username and redis.password")
+        tls = _tls_reason(exc)
+        if tls is not None:
+            return f"cannot connect to Redis at {url}: {tls}"
+        detail = str(exc).replace(self._url, url) if self._url else str(exc)
+        return f"cannot reach Redis at {url}: {detail}" if prefix else detail
+
+    def permission_denied(self, operation: str, exc: BaseException) -> PermissionDenied:
+        """A ``NOPERM`` reply as "user 'viewer' may not pause queues (Redis ACL: ...)"."""
+        return PermissionDenied(f"user {self.username!r} may not {operation} (Redis ACL: {exc})")
 
 
 def translate_errors(
     fn: Callable[P, Awaitable[T]],
 ) -> Callable[P, Awaitable[T]]:
-    """Turn a Redis outage inside a Queue method into ``RedisUnavailable`` (masked URL)."""
+    """Turn a Redis outage inside a Queue method into ``RedisUnavailable`` (masked URL),
+    and an ACL refusal (``NOPERM``) into ``PermissionDenied`` naming the operation."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
-        except redis.exceptions.AuthenticationError as exc:
+        except redis.exceptions.ResponseError as exc:
+            if not is_acl_refusal(exc):
+                raise
             conn: Connection = args[0].connection  # type: ignore[attr-defined]
-            raise RedisUnavailable(
-                f"Redis at {conn.display_url} refused the credentials: {exc}"
-            ) from None
+            operation = _OPERATIONS.get(fn.__name__, fn.__name__.replace("_", " "))
+            raise conn.permission_denied(operation, exc) from None
         except REDIS_DOWN_ERRORS as exc:
             conn = args[0].connection  # type: ignore[attr-defined]
             raise conn.unavailable(exc) from None

@@ -23,6 +23,10 @@ class RedisUnavailable(LarkError):
     """Redis could not be reached (the message names the masked URL)."""
 
 
+class PermissionDenied(LarkError):
+    """The Redis ACL user may not run what the operation needs (``NOPERM``)."""
+
+
 class JobNotFound(LarkError):
     """No job with that id exists in the queue(s) searched."""
 

@@ -76,8 +76,8 @@ class QueueRunner:
                 progressed = await self.step()
                 delay = 0.1
             except REDIS_DOWN_ERRORS as exc:
-                log.warning("[%s] Redis unavailable at %s (%s); retrying in %.1fs", self.queue.name,
-                            self.queue.connection.display_url, type(exc).__name__, delay)
+                log.warning("[%s] Redis unavailable: %s; retrying in %.1fs", self.queue.name,
+                            self.queue.connection.unavailable(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

@@ -8,18 +8,25 @@ The ACL users are the ones the README's "TLS and ACL users" section documents.
 
 from __future__ import annotations
 
+import os
 import shutil
 import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.redis_proc import free_port, redis_binary
 
+#: the config reads the ACL user and password from these (``${VAR}`` expansion)
+USER_VAR = "LARK_TEST_REDIS_USER"
+PASSWORD_VAR = "LARK_TEST_REDIS_PASSWORD"
 ADMIN_PASSWORD = "admin-Pw-3141"
 WORKER_PASSWORD = "wrk-S3cret-7e2f"
 VIEWER_PASSWORD = "vw-S3cret-9a1c"
@@ -170,3 +177,43 @@ def tls_supported() -> str | None:
             probe.stdout + probe.stderr).lower():
         return f"{binary} was built without TLS support"
     return None
+
+
+@contextmanager
+def tls_server() -> Iterator[TLSRedis]:
+    """A started :class:`TLSRedis`; skips (fails under CI) when TLS cannot run here."""
+    reason = tls_supported()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = TLSRedis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+def creds(user: str, password: str | None = None) -> dict[str, str]:
+    """The environment that logs the project in as ``user`` (its password unless given)."""
+    default = {"worker": WORKER_PASSWORD, "viewer": VIEWER_PASSWORD}[user]
+    return {USER_VAR: user, PASSWORD_VAR: password or default}
+
+
+def write_tls_project(root: Path, server: TLSRedis, jobs: str, queues: str = "default, emails",
+                      ca: str = "ca.crt", verify: bool = True) -> Path:
+    """A project on the TLS server; the user and password come from ``creds()``'s env."""
+    (root / "jobs").mkdir(parents=True, exist_ok=True)
+    (root / "jobs" / "demo.py").write_text(jobs)
+    tls = f"    ca_file: {server.file(ca)}\n" if verify else "    verify: false\n"
+    cfg = root / "lark.config.yaml"
+    cfg.write_text(
+        f"jobs:\n  queues: [{queues}]\n  dir: ./jobs\n"
+        "  options:\n    removeOnComplete: false\n    attempts: 1\n"
+        f"redis:\n  url: rediss://127.0.0.1:{server.port}/0\n"
+        f"  username: ${{{USER_VAR}}}\n  password: ${{{PASSWORD_VAR}}}\n"
+        f"  tls:\n{tls}    cert_file: {server.file('client.crt')}\n"
+        f"    key_file: {server.file('client.key')}\n"
+    )
+    return cfg

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,8 +29,14 @@ from lark_core.cli import app
 from lark_core.errors import PermissionDenied, RedisUnavailable
 from lark_core.project import Lark
 from tests.helpers import running_worker, wait_until
-from tests.redis_tls import VIEWER_PASSWORD, WORKER_PASSWORD, TLSRedis, tls_supported
-from tests.test_cli import lark_core_cmd
+from tests.redis_tls import (
+    VIEWER_PASSWORD,
+    WORKER_PASSWORD,
+    TLSRedis,
+    creds,
+    tls_server,
+    write_tls_project,
+)
 
 JOBS = '''
 from lark_core import Job
@@ -47,33 +55,8 @@ class Boom(Job):
         raise RuntimeError("smtp down")
 '''
 
-USER_VAR = "LARK_TEST_REDIS_USER"
-PASSWORD_VAR = "LARK_TEST_REDIS_PASSWORD"
 WRONG_PASSWORD = "wr0ng-Pw-5d1e"
 SECRETS = (WORKER_PASSWORD, VIEWER_PASSWORD, WRONG_PASSWORD)
-
-
-def write_tls_project(root: Path, server: TLSRedis, ca: str = "ca.crt",
-                      verify: bool = True) -> Path:
-    """A project whose Redis is the TLS server; user and password come from the env."""
-    (root / "jobs").mkdir(parents=True, exist_ok=True)
-    (root / "jobs" / "demo.py").write_text(JOBS)
-    tls = (f"    ca_file: {server.file(ca)}\n" if verify else "    verify: false\n")
-    cfg = root / "lark.config.yaml"
-    cfg.write_text(
-        "jobs:\n  queues: [default, emails]\n  dir: ./jobs\n"
-        "  options:\n    removeOnComplete: false\n    attempts: 1\n"
-        f"redis:\n  url: rediss://127.0.0.1:{server.port}/0\n"
-        f"  username: ${{{USER_VAR}}}\n  password: ${{{PASSWORD_VAR}}}\n"
-        f"  tls:\n{tls}    cert_file: {server.file('client.crt')}\n"
-        f"    key_file: {server.file('client.key')}\n"
-    )
-    return cfg
-
-
-def creds(user: str, password: str | None = None) -> dict[str, str]:
-    default = {"worker": WORKER_PASSWORD, "viewer": VIEWER_PASSWORD}[user]
-    return {USER_VAR: user, PASSWORD_VAR: password or default}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -81,15 +64,8 @@ def creds(user: str, password: str | None = None) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[TLSRedis]:
-    reason = tls_supported()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    proc = TLSRedis()
-    proc.start()
-    yield proc
-    proc.cleanup()
+    with tls_server() as started:
+        yield started
 
 
 @pytest.fixture
@@ -103,7 +79,7 @@ def admin(server: TLSRedis) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def cfg(tmp_path: Path, server: TLSRedis, admin: redis.Redis) -> Path:
-    return write_tls_project(tmp_path / "proj", server)
+    return write_tls_project(tmp_path / "proj", server, JOBS)
 
 
 @pytest.fixture
@@ -131,6 +107,11 @@ def output(result: Result | subprocess.CompletedProcess[str]) -> str:
 def no_secret(text: str) -> None:
     for secret in SECRETS:
         assert secret not in text
+
+
+def lark_core_cmd() -> list[str]:
+    found = shutil.which("lark-core")
+    return [found] if found else [sys.executable, "-m", "lark_core.cli"]
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -279,7 +260,7 @@ def test_worker_with_wrong_password_logs_why_and_stops_on_sigterm(cfg: Path) -> 
 
 
 def test_untrusted_certificate_is_a_clear_tls_error(tmp_path: Path, server: TLSRedis) -> None:
-    cfg = write_tls_project(tmp_path / "other", server, ca="other-ca.crt")
+    cfg = write_tls_project(tmp_path / "other", server, JOBS, ca="other-ca.crt")
     result = run_cli("counts", "--config", str(cfg), env=creds("worker"))
     assert result.returncode == 1, output(result)
     assert f"cannot connect to Redis at rediss://worker:***@127.0.0.1:{server.port}/0" in result.stderr
@@ -293,7 +274,7 @@ def test_verify_false_skips_the_certificate_check(tmp_path: Path, server: TLSRed
                                                   admin: redis.Redis,
                                                   as_user: Callable[..., None]) -> None:
     as_user("viewer")
-    cfg = write_tls_project(tmp_path / "noverify", server, verify=False)
+    cfg = write_tls_project(tmp_path / "noverify", server, JOBS, verify=False)
     counts = with_project(cfg, lambda p: p.get_all_counts())
     assert counts["default"]["waiting"] == 0
 

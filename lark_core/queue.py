@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from lark_core import scripts
+from lark_core.adding import AddBatch
 from lark_core.connection import Connection, translate_errors
 from lark_core.errors import JobNotFound, JobNotInState, LarkError
-from lark_core.ids import new_id
 from lark_core.keys import QueueKeys
-from lark_core.options import validate_add_options
 from lark_core.record import STATES, JobRecord, JobState
 from lark_core.scripts import Call, ScriptCode
-from lark_core.serialization import dumps, encode_payload, is_utf8
+from lark_core.serialization import loads_own
 from lark_core.settings import Config
 
 _NEWEST_FIRST = {JobState.COMPLETED.value, JobState.FAILED.value}
-_ADD_GROUP = 6
 
 
 def log_line(level: str, message: str, at: float | None = None) -> str:
@@ -48,52 +46,51 @@ class Queue:
 
     # -- adding ---------------------------------------------------------------
 
-    def _add_group(self, name: str, payload: Any, opts: dict[str, Any]) -> tuple[str, list[Any]]:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"job name: expected a non-empty string, got {name!r}")
-        if not is_utf8(name):
-            raise ValueError(f"job name: {name!r} is not valid UTF-8 (it has a lone surrogate)")
-        spec = validate_add_options(opts)
-        data = encode_payload(payload, self.config.jobs.max_payload_bytes)
-        job_id = spec.job_id or new_id()
-        return job_id, [job_id, name, data, dumps(spec.stored, "options"), spec.priority, spec.delay_ms]
+    def _batch(self, jobs: Iterable[tuple[Any, Any, Mapping[str, Any] | None]]) -> AddBatch:
+        """Validate and encode every job (raising before anything is sent), then choose ids."""
+        batch = AddBatch(self.config.jobs.max_payload_bytes)
+        for name, payload, opts in jobs:
+            batch.add(name, payload, opts)
+        batch.seal()
+        return batch
 
-    def _add_call(self, groups: Sequence[list[Any]]) -> Call:
+    def _add_calls(self, batch: AddBatch) -> list[Call]:
         k = self.keys
-        args: list[Any] = [self._job_prefix, len(groups)]
-        for g in groups:
-            args.extend(g)
-        return Call(scripts.script("add"),
-                    [k.wait, k.paused, k.delayed, k.meta, k.marker, k.events], args)
+        keys = [k.wait, k.paused, k.delayed, k.meta, k.marker, k.events]
+        add = scripts.script("add")
+        return [Call(add, keys, args) for args in batch.calls_args(self._job_prefix)]
 
-    def _added_record(self, group: list[Any], flag: int = 1) -> JobRecord:
-        job_id, name, data, opts, prio, delay = group
-        stored = scripts_json(opts)
-        state = JobState.PAUSED if flag == 2 else JobState.DELAYED if delay else JobState.WAITING
-        return JobRecord(
-            id=job_id, name=name, queue=self.name, payload=scripts_json(data),
-            state=state.value,
-            priority=prio, max_attempts=stored.get("attempts", self.config.jobs.options.attempts),
-            timestamp=int(time.time() * 1000), options=stored, _queue=self,
-        )
+    def _added_records(self, batch: AddBatch, flags: Sequence[int]) -> list[JobRecord | None]:
+        """Records of the jobs just added (built here, not read back); None where the id existed."""
+        now = int(time.time() * 1000)
+        default_attempts = self.config.jobs.options.attempts
+        out: list[JobRecord | None] = []
+        for job_id, data, profile, flag in zip(batch.ids, batch.data, batch.profiles, flags, strict=True):
+            if not flag:
+                out.append(None)
+                continue
+            state = (JobState.PAUSED if flag == 2 else JobState.DELAYED if profile.delay_ms
+                     else JobState.WAITING)
+            out.append(JobRecord(
+                id=job_id, name=profile.name, queue=self.name, payload=loads_own(data),
+                state=state.value, priority=profile.priority,
+                max_attempts=profile.stored.get("attempts", default_attempts),
+                timestamp=now, options=profile.options(), _queue=self,
+            ))
+        return out
 
     @translate_errors
     async def add(self, name: str, payload: Any = None, **opts: Any) -> JobRecord:
         """Enqueue one job; an existing ``job_id`` returns that job and enqueues nothing."""
-        group = self._add_group(name, payload, opts)[1]
-        added = await scripts.run(self.redis, self._add_call([group]))
-        if added[0] == 0:
-            existing = await self.get_job(group[0])
-            if existing is not None:
-                return existing
-        return self._added_record(group, int(added[0]))
+        return (await self._add(self._batch([(name, payload, opts)])))[0]
 
     def add_sync(self, name: str, payload: Any = None, **opts: Any) -> JobRecord:
         """``add`` for sync code (no event loop needed)."""
-        group = self._add_group(name, payload, opts)[1]
+        batch = self._batch([(name, payload, opts)])
+        (call,) = self._add_calls(batch)
         client = self.connection.sync_client()
         try:
-            added = scripts.run_sync(client, self._add_call([group]))
+            flags = scripts.run_sync(client, call)
         except Exception as exc:
             if isinstance(exc, LarkError):
                 raise
@@ -102,29 +99,46 @@ class Queue:
             if isinstance(exc, REDIS_DOWN_ERRORS):
                 raise self.connection.unavailable(exc) from None
             raise
-        if added[0] == 0:
-            raw = client.hgetall(self.keys.job(group[0]))
+        (rec,) = self._added_records(batch, flags)
+        if rec is None:
+            raw = client.hgetall(self.keys.job(batch.ids[0]))
             if raw:
-                return JobRecord.from_hash(group[0], self, self.name, raw,
+                return JobRecord.from_hash(batch.ids[0], self, self.name, raw,
                                            self.config.jobs.options.attempts)
-        return self._added_record(group, int(added[0]))
+            (rec,) = self._added_records(batch, [1])
+        assert rec is not None
+        return rec
 
     @translate_errors
-    async def add_bulk(self, jobs: Iterable[dict[str, Any]]) -> list[JobRecord]:
-        """Enqueue many jobs in one round trip: ``[{"name", "payload", "opts"}, ...]``."""
-        groups = []
-        for i, spec in enumerate(jobs):
-            if not isinstance(spec, dict) or "name" not in spec:
-                raise ValueError(f"add_bulk item {i}: expected a dict with 'name', got {spec!r}")
-            groups.append(self._add_group(spec["name"], spec.get("payload"), dict(spec.get("opts") or {}))[1])
-        if not groups:
+    async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[JobRecord]:
+        """Enqueue many jobs in one round trip: ``[{"name", "payload", "opts"}, ...]``.
+
+        Every item is checked first: a bad one raises and nothing is enqueued. The jobs go
+        in calls of up to ``adding.CHUNK`` jobs (one pipeline), each call atomic.
+        """
+        batch = self._batch(_bulk_items(jobs))
+        if not len(batch):
             return []
-        added = await scripts.run(self.redis, self._add_call(groups))
-        out = []
-        for group, flag in zip(groups, added, strict=True):
-            rec = None if flag else await self.get_job(group[0])
-            out.append(rec or self._added_record(group, int(flag)))
-        return out
+        return await self._add(batch)
+
+    async def _add(self, batch: AddBatch) -> list[JobRecord]:
+        calls = self._add_calls(batch)
+        if len(calls) == 1:
+            flags = await scripts.run(self.redis, calls[0])
+        else:
+            flags = []
+            for reply in await scripts.run_many(self.redis, calls):
+                if isinstance(reply, BaseException):
+                    raise reply
+                flags.extend(reply)
+        records = self._added_records(batch, flags)
+        existing = [i for i, rec in enumerate(records) if rec is None]
+        if existing:  # ids that were there already: their stored records (one pipeline)
+            found = {r.id: r for r in await self._records([batch.ids[i] for i in existing])}
+            fallback = self._added_records(batch, [1] * len(batch))
+            for i in existing:
+                records[i] = found.get(batch.ids[i]) or fallback[i]
+        return records  # type: ignore[return-value]
 
     # -- reading --------------------------------------------------------------
 
@@ -327,7 +341,8 @@ class Queue:
         await self.connection.aclose()
 
 
-def scripts_json(text: str) -> Any:
-    from lark_core.serialization import loads
-
-    return loads(text, {})
+def _bulk_items(jobs: Iterable[Mapping[str, Any]]) -> Iterator[tuple[Any, Any, Mapping[str, Any] | None]]:
+    for i, spec in enumerate(jobs):
+        if not isinstance(spec, Mapping) or "name" not in spec:
+            raise ValueError(f"add_bulk item {i}: expected a dict with 'name', got {spec!r}")
+        yield spec["name"], spec.get("payload"), spec.get("opts")

@@ -41,6 +41,8 @@ class QueueRunner:
         self.next_due = -1
         self._marker_task: asyncio.Task[None] | None = None
         self._due_timer: asyncio.TimerHandle | None = None
+        self._due_at: float | None = None  # loop time when the next delayed job is due
+        self._signals = 0  # work signals seen (marker popped, due timer fired)
         self._calls = 0
 
     # -- what other parts call ----------------------------------------------
@@ -132,6 +134,7 @@ class QueueRunner:
         if acks:
             calls.append(self._finish_call(acks))
         calls.append(self._claim_call(n))
+        signals = self._signals
         try:
             results = await scripts.run_many(self.queue.connection.worker_client(), calls)
         except BaseException:
@@ -142,7 +145,8 @@ class QueueRunner:
             raise
         if acks:
             self._report_lost(results[-2])
-        return self._claimed(results[-1], n) or bool(acks)
+        # a signal that came while the claim was under way may be for work it did not see
+        return self._claimed(results[-1], n, signalled=self._signals != signals) or bool(acks)
 
     def _report_lost(self, lost: Any) -> None:
         if isinstance(lost, BaseException):
@@ -152,7 +156,7 @@ class QueueRunner:
             log.warning("[%s] job %s: lock lost before it finished (recovered as stalled or "
                         "removed); this worker's result was discarded", self.queue.name, job_id)
 
-    def _claimed(self, reply: Any, n: int) -> bool:
+    def _claimed(self, reply: Any, n: int, signalled: bool = False) -> bool:
         if isinstance(reply, BaseException):
             self.worker.slots.give(n)
             if isinstance(reply, REDIS_DOWN_ERRORS):
@@ -168,15 +172,18 @@ class QueueRunner:
             self.worker.slots.give(n)  # or the slots taken for this claim are gone for good
             raise
         self.worker.slots.give(n - len(claims))
-        if len(claims) < n:
+        again = signalled and len(claims) < n  # claim once more rather than wait
+        if len(claims) < n and not signalled:
             self.want_claim = False
         if self.next_due >= 0 and self.next_due <= server_now:
             self.want_claim = True
-        self._due_in = (self.next_due - server_now) / 1000 if self.next_due >= 0 else None
+        self._due_at = None
+        if self.next_due >= 0:
+            self._due_at = asyncio.get_running_loop().time() + (self.next_due - server_now) / 1000
         for claim in claims:
             self.active[claim.id] = claim
             self.worker.start(self, claim)
-        return bool(claims)
+        return bool(claims) or again
 
     async def wait(self) -> None:
         """Sleep until an ack is queued, a slot frees up, or a producer signals work."""
@@ -184,22 +191,22 @@ class QueueRunner:
         if self.pending or self.logs:
             return
         if not self.want_claim and not self.worker.stopping:
-            due_in = getattr(self, "_due_in", None)
             if self._marker_task is None:
-                timeout = IDLE_WAIT_S if due_in is None else min(max(due_in, 0.005), IDLE_WAIT_S)
-                self._marker_task = asyncio.create_task(self._watch_marker(timeout))
-            elif due_in is not None:
-                # the wait under way may end after a job that just became delayed is due
-                self._arm_due_timer(due_in)
+                self._marker_task = asyncio.create_task(self._watch_marker(IDLE_WAIT_S))
+            if self._due_at is not None:
+                # a local timer, not the blocking wait's timeout: Redis ends blocking waits
+                # on its own clock tick (hz 10: up to ~100 ms late), too coarse for due jobs
+                self._arm_due_timer(self._due_at)
         await self.wakeup.wait()
 
-    def _arm_due_timer(self, due_in: float) -> None:
+    def _arm_due_timer(self, due_at: float) -> None:
         if self._due_timer is not None:
             self._due_timer.cancel()
-        self._due_timer = asyncio.get_running_loop().call_later(max(due_in, 0.005), self._due)
+        self._due_timer = asyncio.get_running_loop().call_at(due_at, self._due)
 
     def _due(self) -> None:
         self._due_timer = None
+        self._signals += 1
         self.want_claim = True
         self.wakeup.set()
 
@@ -214,6 +221,7 @@ class QueueRunner:
             await asyncio.sleep(0.5)
         finally:
             self._marker_task = None
+            self._signals += 1
             self.want_claim = True
             self.wakeup.set()
 

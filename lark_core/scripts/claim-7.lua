@@ -40,6 +40,8 @@ if #due > 0 then
     end
   end
   redis.call('ZREM', delayed_key, unpack(due))
+  -- promoted by a call that claims none (an acknowledgement's): wake a worker to take them
+  if n <= 0 and not paused then wake(marker_key) end
 end
 
 local out = {-1, now}

@@ -68,6 +68,8 @@ class Report:
     add_unacknowledged: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     faults_skipped: dict[str, int] = field(default_factory=dict)
+    #: planned kinds that never happened (every attempt skipped): the run did not test them
+    kinds_not_injected: list[str] = field(default_factory=list)
     fault_errors: list[str] = field(default_factory=list)
     executions: int = 0
     worker_processes: int = 0
@@ -85,6 +87,9 @@ class Report:
     completions_recorded: int = 0
     double_completions: int = 0
     stale_overwrites: int = 0
+    #: runs on a worker frozen past its lock that returned a result after waking; none of
+    #: these results may be the one the record holds
+    frozen_results_refused: int = 0
     stale_acks_rejected: int = 0
     tokens_run_twice: int = 0
     worker_exits: dict[str, int] = field(default_factory=dict)
@@ -100,6 +105,7 @@ class Report:
                 and self.double_completions == 0 and self.stale_overwrites == 0
                 and self.reruns_unexplained == 0 and self.tokens_run_twice == 0
                 and self.add_unacknowledged == 0 and not self.worker_problems
+                and not self.kinds_not_injected
                 and self.completions_recorded == self.jobs)
 
     def example(self, text: str) -> None:
@@ -123,7 +129,8 @@ class Report:
             f"max_stalls {s['max_stalls']}, Redis appendfsync always; worker = {s['worker_cmd']}",
             f"jobs acknowledged by Redis : {self.jobs} ({by_q}); add calls retried {self.add_retries}, "
             f"never acknowledged {self.add_unacknowledged}",
-            f"faults                     : {faults}" + (f" (skipped: {skipped})" if skipped else ""),
+            f"faults                     : {faults}" + (f" (skipped: {skipped})" if skipped else "")
+            + (f"; NEVER INJECTED: {', '.join(self.kinds_not_injected)}" if self.kinds_not_injected else ""),
             f"executions                 : {self.executions} in {self.worker_processes} worker processes; "
             f"jobs run more than once {self.jobs_run_more_than_once}",
             f"  re-runs planned          : {self.reruns_planned} (first run told to fail or time out)",
@@ -139,6 +146,8 @@ class Report:
             f"double completions {self.double_completions}",
             f"stale overwrites           : {self.stale_overwrites} (acks refused by the lock fence: "
             f"{self.stale_acks_rejected}); claims run twice {self.tokens_run_twice}",
+            f"frozen workers woken       : {self.frozen_results_refused} results returned after the "
+            f"lock was lost, {self.frozen_results_refused} discarded (none in a record)",
             f"worker exits               : {exits}",
         ]
         if self.fault_errors:
@@ -345,6 +354,8 @@ class Checker:
                     rep.example(f"unexplained re-run of {job_id}: {asdict(run)}; all runs {lines}")
                 else:
                     explained[why] += 1
+                    if why == "freeze" and run.end_kind == "e":
+                        rep.frozen_results_refused += 1
         rep.reruns_explained = dict(explained)
         rep.worker_processes = len(pids)
 

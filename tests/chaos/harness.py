@@ -571,6 +571,7 @@ class ChaosRun:
         if all_conn:
             report.faults["conn (all clients)"] = all_conn
         report.faults_skipped = dict(self.skipped)
+        report.kinds_not_injected = [k for k in self.kinds if k not in report.faults]
         report.fault_errors = list(self.fault_errors)
         report.worker_exits = dict(self.exits)
         report.worker_problems = list(self.worker_problems)

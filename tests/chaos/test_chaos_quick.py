@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.chaos.harness import ChaosRun
+from tests.chaos.harness import FAULT_KINDS, ChaosRun
 from tests.redis_proc import require_redis
 
 
@@ -21,3 +21,4 @@ def test_chaos_quick() -> None:
     assert report.jobs == 2000
     assert report.final_counts["completed"] == 2000
     assert sum(report.faults.values()) >= 40, report.faults
+    assert set(FAULT_KINDS) <= set(report.faults), report.faults  # every kind actually happened

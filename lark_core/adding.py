@@ -66,7 +66,7 @@ class AddBatch:
 
     def add(self, name: Any, payload: Any, opts: Mapping[str, Any] | None) -> None:
         """Validate and encode one job (raises ValueError/TypeError/SerializationError)."""
-        if name not in self._names:
+        if not isinstance(name, str) or name not in self._names:
             self._names.add(check_name(name))
         spec, stored = self._spec(opts)
         text, size = self._encode(payload)

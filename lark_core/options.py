@@ -108,10 +108,10 @@ def resolve(stored: dict[str, Any], job_class: type | None, defaults: JobOptions
     parsers = {"attempts": cfg.parse_attempts, "backoff": cfg.parse_backoff,
                "remove_on_complete": cfg.parse_keep_policy, "remove_on_fail": cfg.parse_keep_policy,
                "timeout": cfg.parse_timeout}
-    fallback = {"attempts": defaults.attempts, "backoff": defaults.backoff,
-                "remove_on_complete": defaults.remove_on_complete,
-                "remove_on_fail": defaults.remove_on_fail, "timeout": defaults.timeout_s}
-    values = {}
+    fallback: dict[str, Any] = {"attempts": defaults.attempts, "backoff": defaults.backoff,
+                                "remove_on_complete": defaults.remove_on_complete,
+                                "remove_on_fail": defaults.remove_on_fail, "timeout": defaults.timeout_s}
+    values: dict[str, Any] = {}
     for name, parse in parsers.items():
         value = stored[name] if name in stored else getattr(job_class, name, None)
         values[name] = fallback[name] if value is None else _safe(parse, value, fallback[name])

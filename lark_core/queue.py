@@ -101,7 +101,7 @@ class Queue:
             raise
         (rec,) = self._added_records(batch, flags)
         if rec is None:
-            raw = client.hgetall(self.keys.job(batch.ids[0]))
+            raw: dict[str, str] = client.hgetall(self.keys.job(batch.ids[0]))  # type: ignore[assignment]
             if raw:
                 return JobRecord.from_hash(batch.ids[0], self, self.name, raw,
                                            self.config.jobs.options.attempts)

@@ -92,7 +92,7 @@ async def run(client: Any, call: Call) -> Any:
     return await client.execute_command("EVALSHA", *call.argv())
 
 
-def run_sync(client: redis.Redis, call: Call) -> Any:
+def run_sync(client: redis.Redis | redis.RedisCluster, call: Call) -> Any:
     """Run one script call on a sync client."""
     try:
         return client.execute_command("EVALSHA", *call.argv())

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lark_core import scripts
-from lark_core.connection import REDIS_DOWN_ERRORS
+from lark_core.connection import REDIS_DOWN_ERRORS, is_acl_refusal
 from lark_core.execution import Claim
 from lark_core.queue import Queue
 from lark_core.scripts import Call
@@ -83,11 +83,11 @@ class QueueRunner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            except Exception:
+            except Exception as exc:
                 # anything else (a bug, an unexpected reply) must not stop serving this queue
                 # unseen while the worker looks alive: say so, back off, go on; jobs a failed
                 # round trip claimed come back as stalled when their locks expire
-                log.exception("[%s] worker loop error; retrying in %.1fs", self.queue.name, delay)
+                self._log_loop_error(exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -95,6 +95,14 @@ class QueueRunner:
                 return
             if not progressed:
                 await self.wait()
+
+    def _log_loop_error(self, exc: Exception, delay: float) -> None:
+        """An ACL refusal in one line (the user lacks a permission); anything else in full."""
+        if is_acl_refusal(exc):
+            denied = self.queue.connection.permission_denied(f"serve queue {self.queue.name!r}", exc)
+            log.error("[%s] %s; retrying in %.1fs", self.queue.name, denied, delay)
+        else:
+            log.exception("[%s] worker loop error; retrying in %.1fs", self.queue.name, delay)
 
     def _claim_call(self, n: int) -> Call:
         k = self.keys

@@ -18,9 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+import redis
+
 from lark_core import registry as reg
 from lark_core import scripts
-from lark_core.connection import REDIS_DOWN_ERRORS
+from lark_core.connection import REDIS_DOWN_ERRORS, is_acl_refusal
 from lark_core.discovery import JobRegistry
 from lark_core.errors import LarkError, RedisUnavailable
 from lark_core.execution import Claim, Executor_, Outcome, RunContext
@@ -156,8 +158,11 @@ class Worker:
                 await fn()
             except OUTAGE_ERRORS as exc:
                 log.debug("%s: Redis unavailable (%s)", what, exc)
-            except Exception:
-                log.exception("%s failed", what)
+            except Exception as exc:
+                if is_acl_refusal(exc):
+                    log.error("%s", self.project.connection.permission_denied(f"run the {what}", exc))
+                else:
+                    log.exception("%s failed", what)
             await asyncio.sleep(seconds)
 
     async def _renew_locks(self) -> None:
@@ -206,8 +211,27 @@ class Worker:
 
     # -- the whole life ---------------------------------------------------------------
 
+    async def _check_access(self) -> None:
+        """Refuse to start when the Redis ACL user may not run the engine's scripts.
+
+        Loading them (the worker needs them anyway) is the probe: a read-only user is
+        told so once, instead of every loop failing forever. An outage is left to the
+        loops, which retry.
+        """
+        client = self.project.connection.client()
+        try:
+            for script in scripts.load_scripts().values():
+                await client.script_load(script.text)
+        except REDIS_DOWN_ERRORS:
+            return
+        except redis.ResponseError as exc:
+            if not is_acl_refusal(exc):
+                raise
+            raise self.project.connection.permission_denied("run a worker", exc) from None
+
     async def run(self) -> int:
         """Serve until stopped; returns the process exit code (0)."""
+        await self._check_access()
         self.runners = [QueueRunner(self, q) for q in self.queues]
         log.info("worker %s serving %s, concurrency %d, Redis %s", self.id,
                  ", ".join(q.name for q in self.queues), self.settings.concurrency,

@@ -30,7 +30,9 @@ from lark_core.errors import PermissionDenied, RedisUnavailable
 from lark_core.project import Lark
 from tests.helpers import running_worker, wait_until
 from tests.redis_tls import (
+    VIEWER_ACL,
     VIEWER_PASSWORD,
+    WORKER_ACL,
     WORKER_PASSWORD,
     TLSRedis,
     creds,
@@ -334,6 +336,28 @@ def _snapshot(admin: redis.Redis) -> dict[str, Any]:
             "zset": lambda k: admin.zrange(k, 0, -1, withscores=True),
             "stream": lambda k: admin.xrange(k), "string": admin.get}
     return {str(key): read[str(admin.type(key))](key) for key in sorted(admin.keys("lark:{*"))}
+
+
+def test_doctor_as_viewer_passes_and_says_what_it_could_not_check(
+        cfg: Path, as_user: Callable[..., None]) -> None:
+    as_user("viewer")
+    result = cli("doctor", "--config", str(cfg))
+    assert result.exit_code == 0, output(result)
+    assert "PONG" in result.stdout and "CONFIG GET refused" in result.stdout
+
+
+def test_readme_documents_the_tested_acl_rules() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"user lark-worker {WORKER_ACL.format(password='CHANGE-ME')}\n" in readme
+    assert f"user lark-viewer {VIEWER_ACL.format(password='CHANGE-ME')}\n" in readme
+
+
+def test_worker_as_viewer_refuses_to_start_saying_why(cfg: Path) -> None:
+    result = run_cli("worker", "--config", str(cfg), env=creds("viewer"))
+    assert result.returncode == 1, output(result)
+    assert "error: user 'viewer' may not run a worker (Redis ACL:" in result.stderr
+    assert "Traceback" not in result.stderr
+    no_secret(output(result))
 
 
 async def test_viewer_api_overview_works_and_writes_raise_permission_denied(

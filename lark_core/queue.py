@@ -94,10 +94,12 @@ class Queue:
         except Exception as exc:
             if isinstance(exc, LarkError):
                 raise
-            from lark_core.connection import REDIS_DOWN_ERRORS
+            from lark_core.connection import REDIS_DOWN_ERRORS, is_acl_refusal
 
             if isinstance(exc, REDIS_DOWN_ERRORS):
                 raise self.connection.unavailable(exc) from None
+            if is_acl_refusal(exc):
+                raise self.connection.permission_denied("add jobs", exc) from None
             raise
         (rec,) = self._added_records(batch, flags)
         if rec is None:

@@ -371,6 +371,8 @@ async def test_viewer_api_overview_works_and_writes_raise_permission_denied(
             await project.queue("default").pause()
         with pytest.raises(PermissionDenied, match=r"may not add jobs"):
             await project.queue("default").add("Hello", {})
+        with pytest.raises(PermissionDenied, match=r"user 'viewer' may not add jobs"):
+            await asyncio.to_thread(project.queue("default").add_sync, "Hello", {})
     finally:
         await project.close()
     assert admin.dbsize() == 0

@@ -34,6 +34,17 @@ REDIS_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that an outage handler swallowed.
+
+    redis-py can turn a cancellation that lands while it connects (the TLS handshake,
+    the AUTH reply) into a ConnectionError; a retry loop that catches that must still stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
 #: "user 'viewer' may not <operation>": the phrase per API method; others use its name
 _OPERATIONS: dict[str, str] = {
     "add": "add jobs", "add_bulk": "add jobs", "retry_job": "retry jobs",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lark_core import scripts
-from lark_core.connection import REDIS_DOWN_ERRORS, is_acl_refusal
+from lark_core.connection import REDIS_DOWN_ERRORS, is_acl_refusal, raise_if_cancelled
 from lark_core.execution import Claim
 from lark_core.queue import Queue
 from lark_core.scripts import Call
@@ -80,6 +80,7 @@ class QueueRunner:
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("[%s] Redis unavailable: %s; retrying in %.1fs", self.queue.name,
                             self.queue.connection.unavailable(exc), delay)
+                raise_if_cancelled()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -88,6 +89,7 @@ class QueueRunner:
                 # unseen while the worker looks alive: say so, back off, go on; jobs a failed
                 # round trip claimed come back as stalled when their locks expire
                 self._log_loop_error(exc, delay)
+                raise_if_cancelled()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

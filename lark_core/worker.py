@@ -22,7 +22,7 @@ import redis
 
 from lark_core import registry as reg
 from lark_core import scripts
-from lark_core.connection import REDIS_DOWN_ERRORS, is_acl_refusal
+from lark_core.connection import REDIS_DOWN_ERRORS, is_acl_refusal, raise_if_cancelled
 from lark_core.discovery import JobRegistry
 from lark_core.errors import LarkError, RedisUnavailable
 from lark_core.execution import Claim, Executor_, Outcome, RunContext
@@ -163,6 +163,7 @@ class Worker:
                     log.error("%s", self.project.connection.permission_denied(f"run the {what}", exc))
                 else:
                     log.exception("%s failed", what)
+            raise_if_cancelled()
             await asyncio.sleep(seconds)
 
     async def _renew_locks(self) -> None:
@@ -271,8 +272,9 @@ class Worker:
             r.wake()
         running = set(self._tasks)
         if running:
-            force = asyncio.create_task(self._force.wait())
-            all_done = asyncio.ensure_future(asyncio.gather(*running, return_exceptions=True))
+            force: asyncio.Future[Any] = asyncio.create_task(self._force.wait())
+            all_done: asyncio.Future[Any] = asyncio.ensure_future(
+                asyncio.gather(*running, return_exceptions=True))
             await asyncio.wait([all_done, force], timeout=self.settings.shutdown_grace_s,
                                return_when=asyncio.FIRST_COMPLETED)
             force.cancel()

@@ -15,6 +15,7 @@ import contextlib
 
 from textual.widget import Widget
 
+from lark_core.connection import raise_if_cancelled
 from lark_core.errors import LarkError, RedisUnavailable
 from lark_tui.messages import RedisStatus
 
@@ -74,6 +75,7 @@ class Polling(Widget):
         try:
             await self.poll()
         except RedisUnavailable as exc:
+            raise_if_cancelled()
             self.post_message(RedisStatus(str(exc)))
             return min(MAX_BACKOFF, max(delay, self.poll_interval) * 2)
         except LarkError as exc:

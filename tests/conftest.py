@@ -5,11 +5,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401  (imported up front, see below)
 import pytest
 import redis
 
 from tests.redis_proc import RedisProc, require_redis
 
+# hypothesis's pytest plugin imports the package lazily in its terminal-summary hook, through
+# pytest's assertion rewriter; on CPython 3.11 that late ast.parse can fail with "AST
+# constructor recursion depth mismatch" (python/cpython#106905) and crash the run after the
+# tests passed. Imported here, nothing is left to parse at the end.
 for _var in ("NO_COLOR", "TEXTUAL_THEME", "LARK_CONFIG", "REDIS_URL"):
     os.environ.pop(_var, None)
 

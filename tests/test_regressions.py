@@ -74,3 +74,24 @@ async def test_periodic_task_treats_redis_unavailable_as_an_outage(caplog: pytes
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_periodic_task_stops_when_its_cancellation_becomes_a_connection_error() -> None:
+    """redis-py can turn a cancellation that lands mid-connect (TLS handshake, AUTH reply)
+    into a ConnectionError; the periodic loop caught it as an outage and slept on, so a
+    worker told to stop while its login was being refused never exited."""
+    entered = asyncio.Event()
+
+    async def login() -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("connection closed during AUTH") from None
+
+    task = asyncio.create_task(Worker._every(cast(Worker, None), 3600, login, "heartbeat"))
+    await entered.wait()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done, "the periodic task swallowed its cancellation"
+    assert task.cancelled()

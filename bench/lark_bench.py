@@ -16,7 +16,8 @@ Sections (--only, comma-separated; all by default):
   enqueue   async add one by one                             -> enqueue_jobs_s, redis_cmds_per_enqueue
   drain     W worker processes (`lark-core worker`) x concurrency drain the N jobs
             -> drain_jobs_s (from the first job done to the last, start-up excluded),
-               worker_cpu_ms_per_job (user+sys), redis_cmds_per_job (all commands Redis
+               worker_cpu_ms_per_job (user+sys), drain_cores_busy (worker and Redis CPU
+               seconds per second of drain), redis_cmds_per_job (all commands Redis
                ran during the drain, inside scripts too, incl. the job's own INCR)
   latency   one idle worker; jobs added at --rate for --duration -> p50_ms, p99_ms (add -> start)
   delayed   one idle worker; --delayed-jobs jobs due 50..1000 ms after they are added
@@ -122,6 +123,11 @@ def commands(r: redis.Redis) -> int:
     return int(r.info("stats")["total_commands_processed"])
 
 
+def redis_cpu(r: redis.Redis) -> float:
+    info = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def enqueue(config: Path, n: int, bulk: bool, stamp: bool = False) -> float:
     os.environ["LARK_CONFIG"] = str(config)
     from lark_core import Lark
@@ -154,16 +160,18 @@ def drain(r: redis.Redis, config: Path, url: str, n: int, workers: int) -> dict[
     c0 = commands(r)
     w = Workers(config, workers, url)
     t_first = c_first = cpu_first = None
+    redis_first = 0.0
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         done = int(r.get(DONE_KEY) or 0)
         now = time.perf_counter()
         if done and t_first is None:
-            t_first, c_first, cpu_first = now, done, w.cpu()
+            t_first, c_first, cpu_first, redis_first = now, done, w.cpu(), redis_cpu(r)
         if done >= n:
             break
         time.sleep(0.005)
     cpu = w.cpu() - (cpu_first or 0)
+    redis_busy = redis_cpu(r) - redis_first
     time.sleep(0.3)
     final = int(r.get(DONE_KEY) or 0)
     c1 = commands(r)
@@ -173,6 +181,8 @@ def drain(r: redis.Redis, config: Path, url: str, n: int, workers: int) -> dict[
     span = max(now - t_first, 1e-9)
     return {"drain_jobs_s": round((n - c_first) / span, 1),
             "worker_cpu_ms_per_job": round(1000 * cpu / max(n - c_first, 1), 3),
+            # cores kept busy by the workers and Redis together (of os.cpu_count())
+            "drain_cores_busy": round((cpu + redis_busy) / span, 2),
             "redis_cmds_per_job": round((c1 - c0) / n, 2)}
 
 

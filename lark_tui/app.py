@@ -79,8 +79,12 @@ class LarkApp(App[int]):
     # -- Redis health -----------------------------------------------------------
     def on_redis_status(self, message: RedisStatus) -> None:
         if message.error is None:
+            data = self.services.data
             if self.redis_error is not None:
-                self.notify(f"Reconnected to {self.services.data.redis_url}", title="Redis")
+                note = f"\n{data.revived}" if data.revived else ""
+                self.notify(f"Reconnected to {data.redis_url}{note}", title="Redis",
+                            timeout=10 if note else 5)
+            data.revived = None
             self.redis_down_since = None
         elif self.redis_down_since is None:
             self.redis_down_since = self.services.clock()
@@ -190,7 +194,8 @@ def build(path: Path) -> tuple[Services, tuple[str, ...]]:
         lark = Lark(config)
     except LarkError as exc:
         fail(str(exc), 1)
-    data = LarkDataSource(lark, config_path=str(path))
+    data = LarkDataSource(lark, config_path=str(path),
+                          embedded_dir=config.project_dir if config.redis.embedded else None)
     supervisor = Supervisor(worker_command(path.resolve()), cwd=str(path.resolve().parent),
                             grace_s=config.worker.shutdown_grace_s)
     svc = Services(data, supervisor, default_concurrency=config.worker.concurrency,

@@ -12,8 +12,11 @@ Every coroutine raises a :class:`lark_core.LarkError` on failure;
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from lark_core.errors import EmbeddedRedisError, JobNotFound, LarkError, RedisUnavailable
@@ -30,6 +33,8 @@ from lark_tui.model import (
 T = TypeVar("T")
 COUNT_KEYS = ("waiting", "active", "delayed", "completed", "failed", "paused")
 METRIC_MINUTES = 30
+#: seconds between two attempts to start the project's embedded redis-server again
+REVIVE_EVERY_S = 3.0
 
 
 class DataSource(abc.ABC):
@@ -41,6 +46,9 @@ class DataSource(abc.ABC):
     queue_names: tuple[str, ...] = ()
     #: where the config came from (shown in the title)
     config_path: str = ""
+    #: set when the console started the project's embedded redis-server again after it
+    #: had stopped; the app reports it once Redis answers, then clears it
+    revived: str | None = None
 
     @abc.abstractmethod
     async def overview(self) -> Overview:
@@ -177,7 +185,8 @@ def worker_entry(info: Any) -> WorkerEntry:
 class LarkDataSource(DataSource):
     """The real data source: one ``lark_core.Lark`` handle on the project's Redis."""
 
-    def __init__(self, lark: Any, config_path: str = "") -> None:
+    def __init__(self, lark: Any, config_path: str = "",
+                 embedded_dir: Path | None = None) -> None:
         self._lark = lark
         try:
             self.redis_url = str(lark.redis_display_url)
@@ -185,6 +194,10 @@ class LarkDataSource(DataSource):
             self.redis_url = "the project's managed redis-server (.lark/)"
         self.queue_names = tuple(lark.queues)
         self.config_path = config_path
+        #: the project folder when the config says ``redis: {embedded: true}``
+        self.embedded_dir = embedded_dir
+        self._revive_lock = asyncio.Lock()
+        self._revive_at = 0.0
 
     def _queue(self, name: str) -> Any:
         try:
@@ -198,14 +211,46 @@ class LarkDataSource(DataSource):
             return await coro
         except EmbeddedRedisError as exc:
             raise RedisUnavailable(str(exc)) from exc
+        except RedisUnavailable as exc:
+            raise RedisUnavailable(str(exc) + await self._revive()) from exc
         except LarkError:
             raise
         except (OSError, TimeoutError) as exc:
-            raise RedisUnavailable(f"cannot reach Redis at {self.redis_url}: {exc}") from exc
+            message = f"cannot reach Redis at {self.redis_url}: {exc}"
+            raise RedisUnavailable(message + await self._revive()) from exc
         except Exception as exc:
             if type(exc).__module__.startswith("redis"):
-                raise RedisUnavailable(f"Redis error at {self.redis_url}: {exc}") from exc
+                message = f"Redis error at {self.redis_url}: {exc}"
+                if any(c.__name__ == "ConnectionError" for c in type(exc).__mro__):
+                    message += await self._revive()
+                raise RedisUnavailable(message) from exc
             raise
+
+    async def _revive(self) -> str:
+        """The project's embedded server is started on demand by whoever needs it; the
+        console needs it, so when it is gone (killed, stopped) start it again, at most
+        every few seconds. Returns a sentence for the banner ('' for a remote Redis)."""
+        if self.embedded_dir is None:
+            return ""
+        from lark_core.embedded import ensure_server, server_status
+
+        project = self.embedded_dir
+        async with self._revive_lock:
+            try:
+                if (await asyncio.to_thread(server_status, project)).running:
+                    return ""
+                if time.monotonic() - self._revive_at < REVIVE_EVERY_S:
+                    return " The embedded redis-server is not running; starting it again."
+                self._revive_at = time.monotonic()
+                await asyncio.to_thread(ensure_server, project, timeout=10.0)
+                status = await asyncio.to_thread(server_status, project)
+            except (LarkError, OSError) as exc:
+                return (" The embedded redis-server (.lark/) is not running and could not "
+                        f"be started: {exc}")
+        pid = f" (pid {status.pid})" if status.pid else ""
+        self.revived = (f"The embedded redis-server had stopped; lark-tui started it "
+                        f"again{pid}.")
+        return f" {self.revived} Reconnecting."
 
     async def overview(self) -> Overview:
         raw = await self._guard(self._lark.overview(minutes=METRIC_MINUTES))

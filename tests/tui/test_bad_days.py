@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import write_project
-from tests.redis_proc import RedisProc
+from tests.redis_proc import RedisProc, require_redis
 from tests.tui.conftest import pids_alive, real_app, settle, until
 from tests.tui.fakes import NOW
 
@@ -130,3 +130,34 @@ async def test_sighup_stops_spawned_workers_gracefully(project: Path, lark: Any)
         assert await lark.list_workers() == []  # they deregistered: a graceful stop
     finally:
         term.kill()
+
+
+@pytest.mark.timeout(60)
+async def test_killed_embedded_redis_is_started_again_by_the_console(tmp_path: Path) -> None:
+    """``embedded: true``: the server is started by whoever needs it; when it is killed
+    under a running console, the console starts it again and says so, then recovers."""
+    import psutil
+
+    from lark_core.embedded import server_status, stop_server
+
+    require_redis()
+    config = write_project(tmp_path / "p", "unused", {}, queues=["default"])
+    config.write_text(config.read_text().replace("  url: unused", "  embedded: true"))
+    project = config.parent
+    app = real_app(config, clock=lambda: NOW)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert app.redis_error is None
+            pid = server_status(project).pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            await asyncio.to_thread(psutil.Process(pid).wait, 10)
+            await until(pilot, lambda: app.redis_error is not None, what="banner")
+            await until(pilot, lambda: "started it again" in (app.redis_error or ""),
+                        timeout=15, what="restart said in the banner")
+            await until(pilot, lambda: app.redis_error is None, timeout=15, what="recovery")
+            status = server_status(project)
+            assert status.running and status.pid not in (None, pid)
+    finally:
+        stop_server(project)

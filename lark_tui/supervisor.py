@@ -54,6 +54,17 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def exit_text(code: int) -> str:
+    """How a worker process ended, for the last line of its output."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"worker exited: killed by {name} (exit code {code})"
+    return f"worker exited with code {code}"
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
     """What to run: the queues served and the concurrency."""
@@ -96,7 +107,9 @@ class WorkerProcess:
         for raw in iter(stream.readline, b""):
             self.append(raw.decode("utf-8", "replace").rstrip("\r\n")[:MAX_LINE])
         stream.close()
-        self.exit_code = self.popen.wait()
+        code = self.popen.wait()
+        self.append(f"[lark-tui] {exit_text(code)}")
+        self.exit_code = code
         self.exited.set()
 
     def append(self, line: str) -> None:

@@ -126,9 +126,11 @@ class MainScreen(Screen[None]):
     def action_scale(self, delta: int) -> None:
         sup = services(self).supervisor
         _, spec = self._selected_worker()
-        if spec is None:
-            alive = sup.alive()
-            spec = alive[-1].spec if alive else None
+        live = [w.spec for w in sup.alive() if not w.stop_requested]
+        if spec is None or (delta < 0 and spec not in live):
+            # nothing selected, or the selected kind has none left to stop (a stopped or
+            # crashed row): scale the newest live kind instead of doing nothing
+            spec = live[-1] if live else spec
         if spec is None and delta > 0:
             svc = services(self)
             spec = WorkerSpec(svc.data.queue_names, svc.default_concurrency)

@@ -71,7 +71,20 @@ def test_crash_keeps_exit_code_and_last_output() -> None:
     wait(lambda: sup.get(key).exited.is_set())
     [row] = sup.snapshot()
     assert (row.state, row.exit_code) == ("crashed", 3)
-    assert row.last_output[-1] == "boom: bad config"
+    # the output ends with how the process ended, so the log pane says it too
+    assert row.last_output[-2:] == ("boom: bad config", "[lark-tui] worker exited with code 3")
+
+
+def test_a_killed_worker_says_by_which_signal() -> None:
+    sup = script(GRACEFUL)
+    [key] = sup.start(["q"], 1)
+    proc = sup.get(key)
+    wait(lambda: proc.seq >= 1)
+    os.kill(proc.pid, 9)
+    wait(lambda: proc.exited.is_set())
+    assert (proc.state, proc.exit_code) == ("crashed", -9)
+    assert sup.lines_since(key, 0)[0][-1] == ("[lark-tui] worker exited: killed by SIGKILL "
+                                              "(exit code -9)")
 
 
 def test_scale_restart_forget_and_shutdown() -> None:
@@ -95,3 +108,25 @@ def test_scale_restart_forget_and_shutdown() -> None:
 def test_worker_command_targets_the_config() -> None:
     argv = worker_command("/srv/app/lark.config.yaml")
     assert argv[-3:] == ["worker", "--config", "/srv/app/lark.config.yaml"]
+
+
+async def test_scale_down_with_a_stopped_worker_selected_stops_a_live_one() -> None:
+    """The selected row's kind has none left running: '-' stops the newest live worker
+    rather than saying there is nothing to scale down."""
+    from tests.tui.conftest import make_app, settle, until
+
+    sup = script(GRACEFUL)
+    [first] = sup.start(["default"], 5)
+    others = sup.start(["default"], 4, count=2)
+    app = make_app(supervisor=sup)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("tab", "minus")  # cursor on the first row: stops it
+            await until(pilot, lambda: sup.get(first).exited.is_set(), what="first stopped")
+            await pilot.press("minus")  # the cursor is still on its (stopped) row
+            await until(pilot, lambda: sup.get(others[1]).stop_requested,
+                        what="a live worker of the other kind stopping")
+            assert not sup.get(others[0]).stop_requested
+    finally:
+        sup.shutdown(timeout=5)

@@ -35,6 +35,8 @@ class LarkApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "lark"
+    #: a zoomed panel keeps the status line (and its Redis banner) and the footer
+    ALLOW_IN_MAXIMIZED_VIEW = "StatusBar, Footer"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),

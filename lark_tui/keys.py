@@ -24,12 +24,14 @@ def own_nodes(screen: Screen[Any]) -> list[DOMNode]:
     return [screen, *widgets]
 
 
-def described(nodes: Iterable[DOMNode]) -> list[tuple[DOMNode, Binding]]:
-    """Every binding with a description, once per action, first node wins."""
+def described(nodes: Iterable[Any]) -> list[tuple[Any, Binding]]:
+    """Every binding with a description, once per action, first node wins. A node is a
+    widget or screen, or a widget or screen class (for a screen that is not open)."""
     seen: set[str] = set()
-    found: list[tuple[DOMNode, Binding]] = []
+    found: list[tuple[Any, Binding]] = []
     for node in nodes:
-        for item in type(node).BINDINGS:
+        cls: Any = node if isinstance(node, type) else type(node)
+        for item in cls.BINDINGS:
             binding = item if isinstance(item, Binding) else Binding(*item)
             action = binding.action.removeprefix("screen.")
             if binding.description and action not in seen:

@@ -5,9 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual.widget import Widget
 from textual.widgets import DataTable
 
 Row = tuple[str, Sequence[Text]]
+
+
+def content_width(table: Widget) -> int:
+    """The cells a table's columns may fill: its width less the room of its vertical
+    scrollbar (kept by ``scrollbar-gutter: stable``, or shown), so that sizing the
+    last column to fit never makes a horizontal scrollbar that hides a row."""
+    width = table.size.width or table.app.size.width - 2
+    styles = table.styles
+    if styles.scrollbar_gutter == "stable" or table.show_vertical_scrollbar:
+        width -= styles.scrollbar_size_vertical
+    return max(1, width)
 
 
 def sync_rows(table: DataTable[Text], rows: Sequence[Row], previous: Sequence[Row]) -> None:

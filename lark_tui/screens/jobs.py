@@ -20,6 +20,9 @@ from lark_tui.widgets.jobs_table import JobsTable
 from lark_tui.widgets.state_tabs import StateTabs
 from lark_tui.widgets.status_bar import StatusBar
 
+#: the footer shows ``[ ] Page`` for both paging keys: room for ``⏎ Open`` at 80 columns
+PAGING = Binding.Group("Page", compact=True)
+
 
 class JobsScreen(Screen[None]):
     """Paged list; Enter opens a job, r/d/P act on it, 1-6 switch state, [ ] page."""
@@ -27,13 +30,15 @@ class JobsScreen(Screen[None]):
     HELP_TITLE = "Jobs list"
     BINDINGS = [
         Binding("escape,backspace", "back", "Back"),
-        Binding("enter", "open", "Open", show=False),
+        Binding("enter", "open", show=False),  # described (and shown) by the table
         Binding("r", "retry", "Retry"),
         Binding("R", "retry_all", "Retry all", key_display="R"),
         Binding("d,delete", "remove", "Delete", key_display="d"),
         Binding("P", "promote", "Promote", key_display="P"),
-        Binding("left_square_bracket", "page(-1)", "Prev", key_display="["),
-        Binding("right_square_bracket", "page(1)", "Next", key_display="]"),
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="[",
+                group=PAGING),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]",
+                group=PAGING),
         Binding("left_curly_bracket", "page(-1000000000)", "First page", key_display="{",
                 show=False),
         Binding("right_curly_bracket", "page(1000000000)", "Last page", key_display="}",

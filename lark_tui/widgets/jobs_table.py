@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
@@ -11,7 +12,7 @@ from lark_tui.messages import PageLoaded
 from lark_tui.model import JobPage, JobSummary
 from lark_tui.polling import Polling
 from lark_tui.services import services
-from lark_tui.tables import Row, sync_rows
+from lark_tui.tables import Row, content_width, sync_rows
 
 COLUMNS = (("id", "ID", 26), ("name", "Name", 16), ("attempts", "Try", 5), ("age", "Age", 6))
 NARROW = 100
@@ -48,6 +49,8 @@ def job_row(job: JobSummary, now: float, id_width: int = 26) -> Row:
 class JobsTable(DataTable[Text], Polling):
     """Jobs of ``queue`` in ``state``, page by page; never more than one page in memory."""
 
+    BINDINGS = [Binding("enter", "select_cursor", "Open")]
+
     def __init__(self, queue: str, state: str, **kwargs: object) -> None:
         super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
         self.queue = queue
@@ -68,7 +71,7 @@ class JobsTable(DataTable[Text], Polling):
         self.start_polling(services(self).poll_interval * 1.5)
 
     def _info_width(self) -> int:
-        width = self.size.width or self.app.size.width - 2
+        width = content_width(self)
         fixed = sum(w for _, _, w in COLUMNS[1:]) + self._id_width() + 2 * (len(COLUMNS) + 1)
         return max(12, width - fixed - 1)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from typing import Self
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
 from textual.widgets import RichLog
 
@@ -50,10 +53,38 @@ class LogPane(RichLog, Polling):
         self.source: WorkerSource | JobSource | None = None
         self._pos = 0
         self._gone = False
+        #: the lines as written, to wrap them again when the width changes
+        self._texts: deque[Text] = deque(maxlen=MAX_LINES)
+        self._wrap_width = 0
 
     def on_mount(self) -> None:
         self._show_mode()
         self.start_polling(services(self).poll_interval / 2)
+
+    def add(self, text: Text) -> None:
+        """Append one line (wrapped to the pane's width)."""
+        self._texts.append(text)
+        self.write(text)
+
+    def clear(self) -> Self:
+        self._texts.clear()
+        return super().clear()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Lines are wrapped when written: wrap them again at a new width, so a
+        terminal resized narrower shows every line whole (no horizontal scroll)."""
+        width = self.scrollable_content_region.width
+        if width == self._wrap_width:
+            return
+        known, self._wrap_width = self._wrap_width, width
+        if not known or not self._size_known or not self._texts:
+            return
+        texts = list(self._texts)
+        super().clear()
+        for text in texts:
+            self.write(text, scroll_end=False)
+        if self.auto_scroll:
+            self.scroll_end(animate=False, immediate=True)
 
     @property
     def follow(self) -> bool:
@@ -76,7 +107,7 @@ class LogPane(RichLog, Polling):
             return
         self._switch(source, f"Log · {label}" if label else "Log")
         if note:
-            self.write(Text(note, style="dim"))
+            self.add(Text(note, style="dim"))
 
     def show_job(self, queue: str, job_id: str) -> None:
         self._switch(JobSource(queue, job_id), "Job log · no lines yet")
@@ -100,7 +131,7 @@ class LogPane(RichLog, Polling):
             return
         if source is self.source and lines:
             for line in lines:
-                self.write(styled(line))
+                self.add(styled(line))
             if isinstance(source, JobSource):
                 self.border_title = f"Job log · {self._pos:,} line(s)"
 

@@ -12,6 +12,7 @@ from lark_tui.messages import OverviewLoaded, QueueChosen
 from lark_tui.model import Overview, QueueStats
 from lark_tui.polling import Polling
 from lark_tui.services import services
+from lark_tui.tables import content_width
 
 COUNTS = (("waiting", "Wait"), ("active", "Active"), ("delayed", "Delay"),
           ("completed", "Done"), ("failed", "Failed"), ("paused", "Paused"))
@@ -81,7 +82,7 @@ class QueuesTable(DataTable[Text], Polling):
         self.post_message(OverviewLoaded(overview))
 
     def _width(self) -> int:
-        return self.size.width or self.app.size.width - 2
+        return content_width(self)
 
     def render_overview(self, overview: Overview) -> None:
         names = tuple(q.name for q in overview.queues)

@@ -14,6 +14,7 @@ from lark_tui.messages import WorkerChosen
 from lark_tui.model import LocalWorker, WorkerEntry
 from lark_tui.polling import Polling
 from lark_tui.services import services
+from lark_tui.tables import content_width
 
 STATE_STYLE = {"running": "green", "starting": "cyan", "stopping": "yellow",
                "stopped": "dim", "exited": "dim", "crashed": "bold red", "remote": "",
@@ -119,7 +120,7 @@ class WorkersTable(DataTable[Text], Polling):
         self.start_polling(services(self).poll_interval)
 
     def _queues_width(self) -> int:
-        width = self.size.width or self.app.size.width - 2
+        width = content_width(self)
         fixed = sum(w for _, _, w in COLUMNS) + 2 * (len(COLUMNS) + 1)
         return max(10, width - fixed - 1)
 

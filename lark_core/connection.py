@@ -6,6 +6,7 @@ import asyncio
 import functools
 import ssl
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
@@ -19,7 +20,7 @@ from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.retry import Retry
 
-from lark_core.errors import PermissionDenied, RedisUnavailable
+from lark_core.errors import LarkError, PermissionDenied, RedisUnavailable
 from lark_core.settings import Config
 
 P = ParamSpec("P")
@@ -126,6 +127,10 @@ _KINDS: dict[str, tuple[float | None, int]] = {
 }
 
 
+#: seconds between two attempts to start a stopped embedded redis-server again
+REVIVE_EVERY_S = 3.0
+
+
 class Connection:
     """Lazily connects; one async client (and one blocking client) per event loop."""
 
@@ -133,6 +138,8 @@ class Connection:
         self.config = config
         self._url: str | None = None
         self._lock = threading.Lock()
+        self._revive_lock = threading.Lock()
+        self._revive_at = 0.0
         # kind -> event loop -> client
         self._stores: dict[str, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]] = {
             kind: weakref.WeakKeyDictionary() for kind in _KINDS}
@@ -165,6 +172,35 @@ class Connection:
         except ValueError:
             user = None
         return unquote(user) if user else "default"
+
+    async def revive_embedded(self) -> tuple[bool, str]:
+        """Start the project's embedded redis-server again if it stopped (killed, ``redis
+        stop``): (whether this call started it, a sentence for a log line or a banner).
+
+        The server is started on demand by whichever process needs it, and one that
+        outlives it (a worker, the console) needs it again. At most every few seconds;
+        the blocking work runs in a thread. A remote Redis is never touched: (False, '').
+        """
+        if not self.config.redis.embedded or self.config.project_dir is None:
+            return False, ""
+        return await asyncio.to_thread(self._revive, self.config.project_dir)
+
+    def _revive(self, project_dir: Any) -> tuple[bool, str]:
+        from lark_core.embedded import ensure_server, server_status
+
+        with self._revive_lock:
+            try:
+                if server_status(project_dir).running:
+                    return False, ""
+                if time.monotonic() - self._revive_at < REVIVE_EVERY_S:
+                    return False, "The embedded redis-server is not running; starting it again."
+                self._revive_at = time.monotonic()
+                ensure_server(project_dir)
+                pid = server_status(project_dir).pid
+            except (LarkError, OSError) as exc:
+                return False, ("The embedded redis-server (.lark/) is not running and could not "
+                               f"be started: {exc}")
+        return True, f"The embedded redis-server had stopped; started it again (pid {pid})."
 
     @property
     def is_cluster(self) -> bool:

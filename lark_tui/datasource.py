@@ -12,9 +12,7 @@ Every coroutine raises a :class:`lark_core.LarkError` on failure;
 from __future__ import annotations
 
 import abc
-import asyncio
 import dataclasses
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,8 +31,6 @@ from lark_tui.model import (
 T = TypeVar("T")
 COUNT_KEYS = ("waiting", "active", "delayed", "completed", "failed", "paused")
 METRIC_MINUTES = 30
-#: seconds between two attempts to start the project's embedded redis-server again
-REVIVE_EVERY_S = 3.0
 
 
 class DataSource(abc.ABC):
@@ -196,8 +192,6 @@ class LarkDataSource(DataSource):
         self.config_path = config_path
         #: the project folder when the config says ``redis: {embedded: true}``
         self.embedded_dir = embedded_dir
-        self._revive_lock = asyncio.Lock()
-        self._revive_at = 0.0
 
     def _queue(self, name: str) -> Any:
         try:
@@ -227,30 +221,15 @@ class LarkDataSource(DataSource):
             raise
 
     async def _revive(self) -> str:
-        """The project's embedded server is started on demand by whoever needs it; the
-        console needs it, so when it is gone (killed, stopped) start it again, at most
-        every few seconds. Returns a sentence for the banner ('' for a remote Redis)."""
+        """The console needs the project's embedded server: when it is gone (killed,
+        stopped), ``lark_core`` starts it again. Returns a sentence for the banner."""
         if self.embedded_dir is None:
             return ""
-        from lark_core.embedded import ensure_server, server_status
-
-        project = self.embedded_dir
-        async with self._revive_lock:
-            try:
-                if (await asyncio.to_thread(server_status, project)).running:
-                    return ""
-                if time.monotonic() - self._revive_at < REVIVE_EVERY_S:
-                    return " The embedded redis-server is not running; starting it again."
-                self._revive_at = time.monotonic()
-                await asyncio.to_thread(ensure_server, project, timeout=10.0)
-                status = await asyncio.to_thread(server_status, project)
-            except (LarkError, OSError) as exc:
-                return (" The embedded redis-server (.lark/) is not running and could not "
-                        f"be started: {exc}")
-        pid = f" (pid {status.pid})" if status.pid else ""
-        self.revived = (f"The embedded redis-server had stopped; lark-tui started it "
-                        f"again{pid}.")
-        return f" {self.revived} Reconnecting."
+        started, note = await self._lark.connection.revive_embedded()
+        if started:
+            self.revived = note.replace("; started it", "; lark-tui started it")
+            return f" {self.revived} Reconnecting."
+        return f" {note}" if note else ""
 
     async def overview(self) -> Overview:
         raw = await self._guard(self._lark.overview(minutes=METRIC_MINUTES))

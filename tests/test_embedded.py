@@ -359,3 +359,66 @@ def test_server_failing_at_start_reports_its_log(
     assert "FATAL CONFIG FILE ERROR" in str(caught.value)
     zombies = [c for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
     assert not zombies, "the failed child was reaped"
+
+
+# ------------------------------------------------------------------ a worker outliving it
+
+WORKER_JOB = '''from lark_core import Job
+
+
+class Note(Job):
+    async def handle(self, payload):
+        return payload
+'''
+
+
+def test_worker_starts_the_killed_embedded_server_again(project: Path) -> None:
+    """A headless worker on an embedded project outlives a kill -9 of the server: it starts
+    the project's server again (from its append-only file) and serves what is added later."""
+    (project / "jobs").mkdir()
+    (project / "jobs" / "note.py").write_text(WORKER_JOB)
+    cfg = project / "lark.config.yaml"
+    cfg.write_text("jobs:\n  queues: [default]\n  dir: ./jobs\n  options:\n"
+                   "    removeOnComplete: false\nredis:\n  embedded: true\n")
+    log = project / "worker.log"
+    with log.open("w") as sink:
+        worker = subprocess.Popen([sys.executable, "-m", "lark_core.cli", "worker", "--config",
+                                   str(cfg)], stdout=sink, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        def counts() -> dict[str, int]:
+            result = subprocess.run([sys.executable, "-m", "lark_core.cli", "counts", "--json",
+                                     "--config", str(cfg)], capture_output=True, text=True,
+                                    timeout=30)
+            assert result.returncode == 0, result.stderr
+            return dict(json.loads(result.stdout)["default"])
+
+        def dispatch(n: int) -> None:
+            result = subprocess.run([sys.executable, "-m", "lark_core.cli", "dispatch", "Note",
+                                     "--payload", json.dumps({"n": n}), "--config", str(cfg)],
+                                    capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, result.stderr
+
+        def poll(ok: Callable[[], bool], what: str) -> None:
+            deadline = time.monotonic() + 30
+            while not ok():
+                assert worker.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"{what}\n{log.read_text()}"
+                time.sleep(0.1)
+
+        dispatch(1)
+        poll(lambda: counts()["completed"] == 1, "the first job to complete")
+        pid = server_status(project).pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        psutil.Process(pid).wait(10)
+        poll(lambda: "started it again" in log.read_text(), "the worker to start the server")
+        new_pid = server_status(project).pid
+        assert new_pid not in (None, pid)
+        dispatch(2)
+        poll(lambda: counts()["completed"] == 2, "the job added after the restart to complete")
+        assert server_status(project).pid == new_pid  # one server, not one per process
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()

@@ -214,6 +214,8 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def generate(args: argparse.Namespace, queues: Any) -> int:
+    from lark_core.errors import RedisUnavailable
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -224,6 +226,7 @@ async def generate(args: argparse.Namespace, queues: Any) -> int:
     started = last = time.monotonic()
     next_report = started + 1.0
     deadline = started + args.duration if args.duration else None
+    down = False
     print(
         f"enqueuing ~{args.rate:g} jobs/s on {', '.join(QUEUES)}"
         f"{f' for {args.duration:g} s' if deadline else ' until Ctrl-C'}",
@@ -233,11 +236,21 @@ async def generate(args: argparse.Namespace, queues: Any) -> int:
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             break
-        await gen.tick(now - last)
+        try:
+            await gen.tick(now - last)
+            if now >= next_report:
+                await gen.report(now - started)
+            down = False
+        except RedisUnavailable as exc:
+            if not gen.total:
+                raise  # never reached Redis: say so and stop
+            # an outage mid-run (a restart): this tick's jobs are dropped, the stream goes on
+            if not down:
+                print(f"load.py: {exc}; retrying", file=sys.stderr, flush=True)
+            down = True
         last = now
         if now >= next_report:
-            await gen.report(now - started)
-            next_report += 1.0
+            next_report = max(next_report + 1.0, now)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), TICK_S)
     if gen.second:

@@ -110,6 +110,13 @@ async def run_many(client: Any, calls: Sequence[Call | tuple[Any, ...]]) -> list
     Results that are errors are returned as exception objects, except NOSCRIPT,
     which is handled by loading the scripts and re-running just those calls.
     """
+    if len(calls) == 1:
+        # one call: no pipeline to build (the idle worker's claim, on the pickup path)
+        try:
+            one = calls[0]
+            return [await (run(client, one) if isinstance(one, Call) else client.execute_command(*one))]
+        except ResponseError as exc:
+            return [exc]
     results = await _pipeline(client, calls)
     missing = [i for i, r in enumerate(results) if _is_noscript(r)]
     if missing:

@@ -40,6 +40,11 @@ log = logging.getLogger("lark.worker")
 HEARTBEAT_S = 5.0
 LOG_FLUSH_S = 0.25
 HOUSEKEEPING_S = 60.0
+#: at shutdown, how long putting unfinished jobs back and leaving the registry may wait for
+#: Redis: a Redis that does not answer (frozen, a dead network path) must not hold the exit
+#: for the clients' timeouts and retries (30 s each); what is left undone there is recovered
+#: anyway (stalled jobs, a registry entry that stops being refreshed)
+SHUTDOWN_REDIS_S = 3.0
 #: a periodic task meeting these waits for Redis; the Queue methods housekeeping uses raise
 #: RedisUnavailable rather than the raw connection errors
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*REDIS_DOWN_ERRORS, RedisUnavailable)
@@ -293,11 +298,12 @@ class Worker:
             runner.forget(claim)
         for runner, claims in by_runner.items():
             try:
-                n = await runner.requeue(claims)
+                n = await asyncio.wait_for(runner.requeue(claims), SHUTDOWN_REDIS_S)
                 log.warning("[%s] %d unfinished job(s) put back to waiting", runner.queue.name, n)
-            except REDIS_DOWN_ERRORS as exc:
+            except REDIS_DOWN_ERRORS as exc:  # wait_for's TimeoutError is an OSError
                 log.error("[%s] could not put %d job(s) back (%s); they will be recovered as "
-                          "stalled when their locks expire", runner.queue.name, len(claims), exc)
+                          "stalled when their locks expire", runner.queue.name, len(claims),
+                          str(exc) or f"Redis did not answer within {SHUTDOWN_REDIS_S:g}s")
 
     async def _finish_loops(self, loops: list[asyncio.Task[None]]) -> None:
         """Let the runners flush their last acks (bounded), then stop them."""
@@ -307,8 +313,9 @@ class Worker:
         await asyncio.gather(*loops, return_exceptions=True)
 
     async def _unregister(self) -> None:
-        with contextlib.suppress(*REDIS_DOWN_ERRORS):
-            await reg.unregister(self.project.connection.client(), self.id)
+        with contextlib.suppress(*REDIS_DOWN_ERRORS):  # TimeoutError included
+            await asyncio.wait_for(reg.unregister(self.project.connection.client(), self.id),
+                                   SHUTDOWN_REDIS_S)
 
 
 def worker_settings(base: WorkerConfig, **overrides: Any) -> WorkerConfig:

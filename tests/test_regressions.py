@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 from lark_core.errors import RedisUnavailable
 from lark_core.worker import Worker
 from tests.conftest import write_project
+from tests.redis_proc import RedisProc
 
 JOB = '''from lark_core import Job
 
@@ -95,3 +97,53 @@ async def test_periodic_task_stops_when_its_cancellation_becomes_a_connection_er
     done, _ = await asyncio.wait([task], timeout=5)
     assert done, "the periodic task swallowed its cancellation"
     assert task.cancelled()
+
+
+BLOCKS = '''import asyncio
+
+from lark_core import Job
+
+
+class Blocks(Job):
+    async def handle(self, payload):
+        await asyncio.Event().wait()
+'''
+
+
+async def test_stop_is_not_held_by_a_redis_that_does_not_answer(tmp_path: Path,
+                                                                fresh_redis: RedisProc) -> None:
+    """A frozen Redis (SIGSTOP, a dead network path) at shutdown: putting the running job
+    back and leaving the registry each waited out the client's timeout and retries (30 s),
+    so a worker told to stop now took a minute to exit."""
+    from lark_core.discovery import discover
+    from lark_core.worker import worker_settings
+    from tests.helpers import make_project, wait_state, wait_until
+
+    project = make_project(tmp_path, fresh_redis.url, {"blocks.py": BLOCKS})
+    queue = project.queue("default")
+    worker = Worker(project, discover(project.config), None,
+                    worker_settings(project.config.worker, lock_ms=1000))
+    task = asyncio.create_task(worker.run())
+    assert fresh_redis.proc is not None
+    pid = fresh_redis.proc.pid
+    try:
+        rec = await queue.add("Blocks", None)
+        await wait_state(queue, rec.id, "active")
+        await wait_until(project.list_workers, what="the worker to register")
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        worker.request_force_stop()
+        done, _ = await asyncio.wait([task], timeout=20)
+        elapsed = time.monotonic() - started
+        assert done and task.result() == 0, "the worker did not stop"
+        assert elapsed < 12, f"stopping took {elapsed:.1f}s"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    # nothing lost: the job is back to waiting, or active until its lock expires and a sweep
+    recovered = await queue.get_job(rec.id)
+    assert recovered is not None and recovered.state in ("waiting", "active")
+    await project.close()

@@ -45,6 +45,8 @@ HOUSEKEEPING_S = 60.0
 #: for the clients' timeouts and retries (30 s each); what is left undone there is recovered
 #: anyway (stalled jobs, a registry entry that stops being refreshed)
 SHUTDOWN_REDIS_S = 3.0
+#: how long the start-up access check may wait for Redis before leaving an outage to the loops
+ACCESS_CHECK_S = 5.0
 #: a periodic task meeting these waits for Redis; the Queue methods housekeeping uses raise
 #: RedisUnavailable rather than the raw connection errors
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (*REDIS_DOWN_ERRORS, RedisUnavailable)
@@ -225,10 +227,16 @@ class Worker:
         loops, which retry.
         """
         client = self.project.connection.client()
-        try:
+
+        async def load() -> None:
             for script in scripts.load_scripts().values():
                 await client.script_load(script.text)
-        except REDIS_DOWN_ERRORS:
+
+        try:
+            # bounded: a Redis that does not answer would hold the start for the client's
+            # timeout and retries (30 s), silent; the loops log the outage and retry
+            await asyncio.wait_for(load(), ACCESS_CHECK_S)
+        except REDIS_DOWN_ERRORS:  # wait_for's TimeoutError is an OSError
             return
         except redis.ResponseError as exc:
             if not is_acl_refusal(exc):

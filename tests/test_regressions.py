@@ -147,3 +147,29 @@ async def test_stop_is_not_held_by_a_redis_that_does_not_answer(tmp_path: Path,
     recovered = await queue.get_job(rec.id)
     assert recovered is not None and recovered.state in ("waiting", "active")
     await project.close()
+
+
+async def test_a_worker_started_on_a_redis_that_does_not_answer_starts_its_loops_soon(
+        tmp_path: Path, fresh_redis: RedisProc) -> None:
+    """The start-up access check loaded the scripts through the default client (10 s
+    timeout, two retries): on a frozen Redis the worker sat silent for 30 s before its
+    loops started logging the outage, and a stop in that time waited it out."""
+    from lark_core.discovery import discover
+    from tests.helpers import make_project, wait_until
+
+    project = make_project(tmp_path, fresh_redis.url, {"noop.py": JOB})
+    assert fresh_redis.proc is not None
+    pid = fresh_redis.proc.pid
+    worker = Worker(project, discover(project.config))
+    os.kill(pid, signal.SIGSTOP)
+    task = asyncio.create_task(worker.run())
+    try:
+        started = time.monotonic()
+        await wait_until(lambda: worker.runners or task.done(), timeout=15,
+                         what="the worker's loops to start")
+        assert not task.done() and time.monotonic() - started < 12
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    worker.request_stop()
+    assert await asyncio.wait_for(task, 30) == 0
+    await project.close()

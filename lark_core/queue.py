@@ -76,6 +76,7 @@ class Queue:
                 state=state.value, priority=profile.priority,
                 max_attempts=profile.stored.get("attempts", default_attempts),
                 timestamp=now, options=profile.options(), _queue=self,
+                delay_until=now + profile.delay_ms if state is JobState.DELAYED else None,
             ))
         return out
 

@@ -159,3 +159,15 @@ def test_jobs_sharing_name_and_options_share_one_profile() -> None:
     assert (prefix, n, sizes, data, which) == ("lark:{q}:job:", 5, "1 1 1 1 1", "01234", "1 1 1 1 2")
     assert ids == " ".join(batch.ids)
     assert profiles == ["T", '{"attempts":3}', 0, 0, "U", "{}", 0, 0]
+
+
+async def test_the_record_add_returns_for_a_delayed_job_says_when_it_is_due(queue: Queue) -> None:
+    """add() returned a delayed job's record with delay_until None; read back, it had one."""
+    rec = await queue.add("Echo", 1, delay=60_000)
+    sync_rec = queue.add_sync("Echo", 2, delay=60_000)
+    (bulk_rec,) = await queue.add_bulk([{"name": "Echo", "payload": 3, "opts": {"delay": 60_000}}])
+    for added in (rec, sync_rec, bulk_rec):
+        stored = await queue.get_job(added.id)
+        assert added.state == "delayed" and stored is not None and stored.delay_until is not None
+        assert added.delay_until is not None and abs(added.delay_until - stored.delay_until) < 2_000
+    assert (await queue.add("Echo", 4)).delay_until is None

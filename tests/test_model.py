@@ -61,6 +61,9 @@ KEEP_AGES_MS = [-1, -1, 0, 3_600_000]
 JOB_IDS = [None, None, None, "u0", "u1", "u2"]
 STALLED = "<stalled>"
 MISSING_ID = "no-such-job"
+#: ``LARK_MODEL_EXAMPLES`` runs more examples; the time limit grows with it (about 0.1 s an
+#: example on a busy machine, so 1 s each is ample), as the suite's default 120 s would not
+EXAMPLES = int(os.environ.get("LARK_MODEL_EXAMPLES", "200"))
 
 # The draw of one finish outcome: ("c"|"f", keep count, keep age ms) or ("r", delay ms)
 outcomes = st.one_of(
@@ -565,6 +568,7 @@ class QueueModel(RuleBasedStateMachine):
             assert rec.delay_until == job.due
 
 
+@pytest.mark.timeout(max(120, EXAMPLES))
 def test_engine_agrees_with_model(redis_url: str) -> None:
     loop = asyncio.new_event_loop()
     config = parse_config({"jobs": {"queues": ["model"]}, "redis": {"url": redis_url}}, None,
@@ -573,7 +577,7 @@ def test_engine_agrees_with_model(redis_url: str) -> None:
     QueueModel.ctx = Ctx(loop, project)
     try:
         run_state_machine_as_test(QueueModel, settings=settings(
-            max_examples=int(os.environ.get("LARK_MODEL_EXAMPLES", "200")),
+            max_examples=EXAMPLES,
             stateful_step_count=40, deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     finally:

@@ -174,8 +174,9 @@ class Connection:
         return unquote(user) if user else "default"
 
     async def revive_embedded(self) -> tuple[bool, str]:
-        """Start the project's embedded redis-server again if it stopped (killed, ``redis
-        stop``): (whether this call started it, a sentence for a log line or a banner).
+        """Start the project's embedded redis-server again if it died (killed, crashed):
+        (whether this call started it, a sentence for a log line or a banner). A server
+        stopped on purpose (``lark-core redis stop``) stays stopped.
 
         The server is started on demand by whichever process needs it, and one that
         outlives it (a worker, the console) needs it again. At most every few seconds;
@@ -186,12 +187,15 @@ class Connection:
         return await asyncio.to_thread(self._revive, self.config.project_dir)
 
     def _revive(self, project_dir: Any) -> tuple[bool, str]:
-        from lark_core.embedded import ensure_server, server_status
+        from lark_core.embedded import ensure_server, server_status, was_stopped
 
         with self._revive_lock:
             try:
                 if server_status(project_dir).running:
                     return False, ""
+                if was_stopped(project_dir):
+                    return False, ("The embedded redis-server was stopped (`lark-core redis stop`); "
+                                   "it is used again once a new command starts it.")
                 if time.monotonic() - self._revive_at < REVIVE_EVERY_S:
                     return False, "The embedded redis-server is not running; starting it again."
                 self._revive_at = time.monotonic()

@@ -84,6 +84,8 @@ class EmbeddedPaths:
     lockfile: Path
     #: a text file holding the socket's path (it may be outside ``data_dir``)
     socket_record: Path
+    #: present while the server is down because ``stop_server`` stopped it
+    stopped_mark: Path
 
     @property
     def url(self) -> str:
@@ -130,6 +132,7 @@ def embedded_paths(project_dir: Path | str) -> EmbeddedPaths:
         logfile=data_dir / "redis.log",
         lockfile=data_dir / "lock",
         socket_record=data_dir / "socket",
+        stopped_mark=data_dir / "stopped",
     )
 
 
@@ -334,7 +337,18 @@ def ensure_server(project_dir: Path | str, *, timeout: float = 10.0) -> str:
                 _clear_stale(paths)
                 _start(paths, deadline, timeout)
         _record_socket(paths)
+        paths.stopped_mark.unlink(missing_ok=True)
     return paths.url
+
+
+def was_stopped(project_dir: Path | str) -> bool:
+    """True while the server is down because ``lark-core redis stop`` stopped it.
+
+    Processes that outlive a server they were using (a worker, the console) start it
+    again after a crash, but not after a deliberate stop: that one holds until a new
+    command starts the server.
+    """
+    return embedded_paths(project_dir).stopped_mark.exists()
 
 
 def _server_args(binary: str, paths: EmbeddedPaths) -> list[str]:
@@ -484,6 +498,7 @@ def stop_server(project_dir: Path | str, timeout: float = 10.0) -> bool:
         _wait_exit(pid, time.monotonic() + timeout, timeout)
         _clear_stale(paths)
         _remove_socket_dir(paths)
+        paths.stopped_mark.write_text("stopped by `lark-core redis stop`\n")
     return True
 
 

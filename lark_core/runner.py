@@ -81,8 +81,8 @@ class QueueRunner:
                 log.warning("[%s] Redis unavailable: %s; retrying in %.1fs", self.queue.name,
                             self.queue.connection.unavailable(exc), delay)
                 raise_if_cancelled()
-                started, note = await self.queue.connection.revive_embedded()
-                if started:
+                _, note = await self.queue.connection.revive_embedded()
+                if note:
                     log.warning("[%s] %s", self.queue.name, note)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

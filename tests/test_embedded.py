@@ -422,3 +422,46 @@ def test_worker_starts_the_killed_embedded_server_again(project: Path) -> None:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+def test_a_server_stopped_on_purpose_stays_stopped_until_a_new_command(project: Path) -> None:
+    """`lark-core redis stop` under a running worker is not undone by that worker; the
+    next command that needs the server starts it, and the worker carries on."""
+    (project / "jobs").mkdir()
+    (project / "jobs" / "note.py").write_text(WORKER_JOB)
+    cfg = project / "lark.config.yaml"
+    cfg.write_text("jobs:\n  queues: [default]\n  dir: ./jobs\n  options:\n"
+                   "    removeOnComplete: false\nredis:\n  embedded: true\n")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "lark_core.cli", *args, "--config", str(cfg)],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    log = project / "worker.log"
+    with log.open("w") as sink:
+        worker = subprocess.Popen([sys.executable, "-m", "lark_core.cli", "worker", "--config",
+                                   str(cfg)], stdout=sink, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        def poll(ok: Callable[[], bool], what: str) -> None:
+            deadline = time.monotonic() + 30
+            while not ok():
+                assert worker.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"{what}\n{log.read_text()}"
+                time.sleep(0.1)
+
+        poll(lambda: server_status(project).running and "serving default" in log.read_text(),
+             "the worker to start")
+        cli("redis", "stop")
+        poll(lambda: "was stopped (`lark-core redis stop`)" in log.read_text(),
+             "the worker to notice the deliberate stop")
+        assert not server_status(project).running
+        assert "started it again" not in log.read_text()
+        cli("dispatch", "Note", "--payload", "{}")  # a new command starts the server
+        poll(lambda: json.loads(cli("counts", "--json").stdout)["default"]["completed"] == 1,
+             "the worker to carry on once the server is back")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, log.read_text()

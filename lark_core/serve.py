@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from lark_core.discovery import discover
+from lark_core.logsink import BatchingStreamHandler, FastFormatter, lighten_records
 from lark_core.project import Lark, set_default_project
 from lark_core.settings import Config
 from lark_core.worker import Worker, worker_settings
@@ -22,8 +23,9 @@ def setup_logging(level: int = logging.INFO) -> None:
     """Worker log lines on stderr, one per job event (unless the app configured logging)."""
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler = BatchingStreamHandler(sys.stderr)
+        handler.setFormatter(FastFormatter(LOG_FORMAT))
+        lighten_records()
         root.addHandler(handler)
     logging.getLogger("lark").setLevel(level)
 

@@ -227,9 +227,8 @@ class QueueRunner:
         try:
             # bounded here too: the blocking client has no socket timeout, and a connection
             # whose network path died silently (no FIN/RST) would otherwise never answer
-            await asyncio.wait_for(
-                self.queue.connection.blocking_client().bzpopmin(self.keys.marker, timeout),
-                timeout + BLOCK_MARGIN_S)
+            async with asyncio.timeout(timeout + BLOCK_MARGIN_S):  # inline: no extra task
+                await self.queue.connection.blocking_client().bzpopmin(self.keys.marker, timeout)
         except REDIS_DOWN_ERRORS:
             await asyncio.sleep(0.5)
         finally:

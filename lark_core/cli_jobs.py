@@ -49,6 +49,8 @@ def parse_payload(text: str) -> Any:
         return json.loads(text, parse_constant=refuse)
     except ValueError as exc:
         raise UsageProblem(f"--payload: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageProblem("--payload: invalid JSON: nested too deeply (recursion limit)") from None
 
 
 def dispatch_queue(cfg: Config, name: str, queue: str | None) -> str:

@@ -39,6 +39,8 @@ class QueueRunner:
         self.wakeup = asyncio.Event()
         self.want_claim = True
         self.next_due = -1
+        #: successful round trips of the queue loop (a step may make none)
+        self.round_trips = 0
         self._marker_task: asyncio.Task[None] | None = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._due_at: float | None = None  # loop time when the next delayed job is due
@@ -73,11 +75,18 @@ class QueueRunner:
 
     async def run(self) -> None:
         delay = 0.1
+        down = False
         while True:
             try:
+                trips = self.round_trips
                 progressed = await self.step()
                 delay = 0.1
+                if down and self.round_trips != trips:
+                    down = False
+                    log.info("[%s] Redis reachable again at %s; serving", self.queue.name,
+                             self.queue.connection.display_url)
             except REDIS_DOWN_ERRORS as exc:
+                down = True
                 log.warning("[%s] Redis unavailable: %s; retrying in %.1fs", self.queue.name,
                             self.queue.connection.unavailable(exc), delay)
                 raise_if_cancelled()
@@ -150,6 +159,7 @@ class QueueRunner:
         signals = self._signals
         try:
             results = await scripts.run_many(self.queue.connection.worker_client(), calls)
+            self.round_trips += 1
         except BaseException:
             self.pending = acks + self.pending
             for job_id, lines in logs.items():

@@ -952,7 +952,9 @@ async def test_a_job_finishing_while_redis_is_down_is_acknowledged_after(
         await project.close()
 
 
-async def test_worker_survives_a_redis_restart(tmp_path: Path, fresh_redis: RedisProc) -> None:
+async def test_worker_survives_a_redis_restart(tmp_path: Path, fresh_redis: RedisProc,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="lark")
     project = make_project(tmp_path, fresh_redis.url, {"work.py": JOBS})
     queue = project.queue("default")
     try:
@@ -974,6 +976,11 @@ async def test_worker_survives_a_redis_restart(tmp_path: Path, fresh_redis: Redi
         assert (await queue.get_job(before.id)).state == "completed"  # type: ignore[union-attr]
         assert jobs_module().ORDER == ["before", "after", "third"]
         await check_consistency(queue)
+        # a queue loop that logged the outage says when Redis answers again
+        said = caplog.messages
+        down = [i for i, m in enumerate(said) if "] Redis unavailable:" in m]
+        if down:
+            assert any("Redis reachable again" in m for m in said[down[-1]:]), said
     finally:
         await project.close()
 

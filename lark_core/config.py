@@ -664,6 +664,7 @@ def parse_config(
     root.finish()
     if report.problems:
         raise ConfigError(report.problems)
+    report.warnings.extend(_unset_redis_vars(data, redis, env))
     return Config(
         jobs=jobs,
         redis=redis,
@@ -672,6 +673,25 @@ def parse_config(
         source=source,
         warnings=tuple(report.warnings),
     )
+
+
+def _unset_redis_vars(data: Any, redis: RedisConfig, env: Mapping[str, str]) -> list[str]:
+    """A ``redis.url: ${REDIS_URL}`` whose variable is unset leaves the key out, and with
+    nothing else set Lark connects to the default server: say so, naming the variable, so
+    a forgotten export is not a silent switch to a shared local Redis."""
+    section = data.get("redis") if isinstance(data, Mapping) else None
+    if not isinstance(section, Mapping) or redis.embedded or redis.url != DEFAULT_REDIS_URL:
+        return []
+    given = expand_env(section, env) or {}
+    if any(given.get(key) for key in ("url", "host")):
+        return []
+    out = []
+    for key in ("url", "host"):
+        whole = _ENV_REF.fullmatch(str(section.get(key, "")))
+        if whole and whole.group(2) is None and whole.group(1) not in env:
+            out.append(f"redis.{key}: ${{{whole.group(1)}}} is not set, so Lark connects to the "
+                       f"default {DEFAULT_REDIS_URL}")
+    return out
 
 
 def _root_reader(data: Any, source: str, report: _Report) -> _Reader:

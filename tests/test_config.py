@@ -575,3 +575,20 @@ def test_every_problem_is_collected_in_one_error(tmp_path: Path) -> None:
     assert "redis.embedded: cannot be combined with redis.url/host" in problems
     assert str(info.value) == "\n".join(problems)
     assert all(p.split(":")[0].startswith(("jobs.", "redis.", "worker.")) for p in problems)
+
+
+@pytest.mark.parametrize("key", ["url", "host"])
+def test_an_unset_redis_variable_warns_that_the_default_server_is_used(key: str) -> None:
+    data = {"jobs": {"queues": ["default"]}, "redis": {key: "${LARK_TEST_UNSET_REDIS}"}}
+    cfg = parse_config(data, None, env={})
+    assert cfg.redis.url == DEFAULT_REDIS_URL
+    assert cfg.warnings == (f"redis.{key}: ${{LARK_TEST_UNSET_REDIS}} is not set, so Lark connects "
+                            f"to the default {DEFAULT_REDIS_URL}",)
+
+
+def test_a_set_or_defaulted_redis_variable_does_not_warn() -> None:
+    for section, env in (({"url": "${R}"}, {"R": "redis://10.0.0.5:6379/0"}),
+                         ({"url": "${R:-redis://127.0.0.1:6379/0}"}, {}),
+                         ({"url": "${R}", "host": "10.0.0.6"}, {})):
+        cfg = parse_config({"jobs": {"queues": ["default"]}, "redis": section}, None, env=env)
+        assert cfg.warnings == (), section

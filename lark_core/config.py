@@ -664,7 +664,7 @@ def parse_config(
     root.finish()
     if report.problems:
         raise ConfigError(report.problems)
-    report.warnings.extend(_unset_redis_vars(data, redis, env))
+    report.warnings.extend(_unset_redis_vars(data, env))
     return Config(
         jobs=jobs,
         redis=redis,
@@ -675,15 +675,15 @@ def parse_config(
     )
 
 
-def _unset_redis_vars(data: Any, redis: RedisConfig, env: Mapping[str, str]) -> list[str]:
+def _unset_redis_vars(data: Any, env: Mapping[str, str]) -> list[str]:
     """A ``redis.url: ${REDIS_URL}`` whose variable is unset leaves the key out, and with
     nothing else set Lark connects to the default server: say so, naming the variable, so
     a forgotten export is not a silent switch to a shared local Redis."""
     section = data.get("redis") if isinstance(data, Mapping) else None
-    if not isinstance(section, Mapping) or redis.embedded or redis.url != DEFAULT_REDIS_URL:
+    if not isinstance(section, Mapping):
         return []
     given = expand_env(section, env) or {}
-    if any(given.get(key) for key in ("url", "host")):
+    if any(given.get(key) for key in ("url", "host", "embedded")):
         return []
     out = []
     for key in ("url", "host"):

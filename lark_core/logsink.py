@@ -71,12 +71,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return True
 
     def _timed_flush(self) -> None:
-        self.acquire()
-        try:
-            self._armed = False
-            self.flush()
-        finally:
-            self.release()
+        # on the loop's thread, the only one that arms the timer
+        self._armed = False
+        self.flush()
 
     def flush(self) -> None:
         self.acquire()

@@ -39,8 +39,8 @@ class QueueRunner:
         self.wakeup = asyncio.Event()
         self.want_claim = True
         self.next_due = -1
-        #: successful round trips of the queue loop (a step may make none)
-        self.round_trips = 0
+        #: the last round trip failed for an outage; the next one that succeeds says so
+        self._outage = False
         self._marker_task: asyncio.Task[None] | None = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._due_at: float | None = None  # loop time when the next delayed job is due
@@ -75,18 +75,12 @@ class QueueRunner:
 
     async def run(self) -> None:
         delay = 0.1
-        down = False
         while True:
             try:
-                trips = self.round_trips
                 progressed = await self.step()
                 delay = 0.1
-                if down and self.round_trips != trips:
-                    down = False
-                    log.info("[%s] Redis reachable again at %s; serving", self.queue.name,
-                             self.queue.connection.display_url)
             except REDIS_DOWN_ERRORS as exc:
-                down = True
+                self._outage = True
                 log.warning("[%s] Redis unavailable: %s; retrying in %.1fs", self.queue.name,
                             self.queue.connection.unavailable(exc), delay)
                 raise_if_cancelled()
@@ -159,13 +153,16 @@ class QueueRunner:
         signals = self._signals
         try:
             results = await scripts.run_many(self.queue.connection.worker_client(), calls)
-            self.round_trips += 1
         except BaseException:
             self.pending = acks + self.pending
             for job_id, lines in logs.items():
                 self.logs.setdefault(job_id, [])[:0] = lines
             self.worker.slots.give(n)
             raise
+        if self._outage:
+            self._outage = False
+            log.info("[%s] Redis reachable again at %s; serving", self.queue.name,
+                     self.queue.connection.display_url)
         if acks:
             self._report_lost(results[-2])
         # a signal that came while the claim was under way may be for work it did not see

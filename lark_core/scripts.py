@@ -110,11 +110,10 @@ async def run_many(client: Any, calls: Sequence[Call | tuple[Any, ...]]) -> list
     Results that are errors are returned as exception objects, except NOSCRIPT,
     which is handled by loading the scripts and re-running just those calls.
     """
-    if len(calls) == 1:
-        # one call: no pipeline to build (the idle worker's claim, on the pickup path)
+    if len(calls) == 1 and isinstance(calls[0], Call):
+        # one script call (the idle worker's claim, on the pickup path): no pipeline to build
         try:
-            one = calls[0]
-            return [await (run(client, one) if isinstance(one, Call) else client.execute_command(*one))]
+            return [await run(client, calls[0])]
         except ResponseError as exc:
             return [exc]
     results = await _pipeline(client, calls)

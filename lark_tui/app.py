@@ -196,8 +196,7 @@ def build(path: Path) -> tuple[Services, tuple[str, ...]]:
         lark = Lark(config)
     except LarkError as exc:
         fail(str(exc), 1)
-    data = LarkDataSource(lark, config_path=str(path),
-                          embedded_dir=config.project_dir if config.redis.embedded else None)
+    data = LarkDataSource(lark, config_path=str(path))
     supervisor = Supervisor(worker_command(path.resolve()), cwd=str(path.resolve().parent),
                             grace_s=config.worker.shutdown_grace_s)
     svc = Services(data, supervisor, default_concurrency=config.worker.concurrency,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 from lark_core.errors import EmbeddedRedisError, JobNotFound, LarkError, RedisUnavailable
@@ -181,8 +180,7 @@ def worker_entry(info: Any) -> WorkerEntry:
 class LarkDataSource(DataSource):
     """The real data source: one ``lark_core.Lark`` handle on the project's Redis."""
 
-    def __init__(self, lark: Any, config_path: str = "",
-                 embedded_dir: Path | None = None) -> None:
+    def __init__(self, lark: Any, config_path: str = "") -> None:
         self._lark = lark
         try:
             self.redis_url = str(lark.redis_display_url)
@@ -190,8 +188,6 @@ class LarkDataSource(DataSource):
             self.redis_url = "the project's managed redis-server (.lark/)"
         self.queue_names = tuple(lark.queues)
         self.config_path = config_path
-        #: the project folder when the config says ``redis: {embedded: true}``
-        self.embedded_dir = embedded_dir
 
     def _queue(self, name: str) -> Any:
         try:
@@ -221,14 +217,12 @@ class LarkDataSource(DataSource):
             raise
 
     async def _revive(self) -> str:
-        """The console needs the project's embedded server: when it is gone (killed,
-        stopped), ``lark_core`` starts it again. Returns a sentence for the banner."""
-        if self.embedded_dir is None:
-            return ""
+        """With ``embedded: true``, ``lark_core`` starts the project's server again when it
+        died; a sentence for the banner ('' for a remote Redis)."""
         started, note = await self._lark.connection.revive_embedded()
         if started:
-            self.revived = note.replace("; started it", "; lark-tui started it")
-            return f" {self.revived} Reconnecting."
+            self.revived = note
+            return f" {note} Reconnecting."
         return f" {note}" if note else ""
 
     async def overview(self) -> Overview:

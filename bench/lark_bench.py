@@ -23,7 +23,8 @@ Sections (--only, comma-separated; all by default):
   delayed   one idle worker; --delayed-jobs jobs due 50..1000 ms after they are added
             (every 10th one alone, nothing else waking the worker before it is due)
             -> delayed_late_p50_ms, delayed_late_p99_ms, delayed_late_max_ms (due -> start)
-  memory    N waiting jobs                                   -> redis_bytes_per_waiting_job
+  memory    N waiting jobs                                   -> redis_bytes_per_waiting_job,
+            and bullmq_bytes_per_waiting_job where `pip install bullmq` put BullMQ's Python port
 
 Every no-op job INCRs a counter; a run counts only if the counter ends exactly at N
 (nothing lost, nothing run twice). With --repeat R each figure is the median of R runs.
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -43,7 +45,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import psutil
@@ -258,11 +262,30 @@ def delayed(r: redis.Redis, config: Path, url: str, n: int) -> dict[str, float]:
             "delayed_late_max_ms": round(late[-1], 2)}
 
 
-def memory_per_job(r: redis.Redis, config: Path, n: int) -> float:
+def memory_per_job(r: redis.Redis, add: Callable[[], Coroutine[Any, Any, int]]) -> float:
+    """Growth of Redis's used_memory per job while ``add()`` puts N waiting jobs in."""
     r.flushdb()
     base = int(r.info("memory")["used_memory"])
-    asyncio.run(enqueue(config, n, bulk=True))
-    return round((int(r.info("memory")["used_memory"]) - base) / n, 1)
+    n = asyncio.run(add())
+    grown = int(r.info("memory")["used_memory"]) - base
+    r.flushdb()
+    return round(grown / n, 1)
+
+
+async def bullmq_enqueue(url: str, n: int) -> int:
+    """The same N no-op jobs through BullMQ's Python port, for its memory per waiting job."""
+    from bullmq import Queue
+
+    q = Queue("bench", {"connection": url})
+    for start in range(0, n, 1000):
+        await q.addBulk([{"name": "NoOp", "data": {}} for _ in range(min(1000, n - start))])
+    await q.close()
+    return n
+
+
+async def lark_enqueue(config: Path, n: int) -> int:
+    await enqueue(config, n, bulk=True)
+    return n
 
 
 SECTIONS = ("bulk", "sync", "enqueue", "drain", "latency", "delayed", "memory")
@@ -294,7 +317,10 @@ def run_once(args: argparse.Namespace, sections: set[str], config: Path) -> dict
         r.flushdb()
         res.update(delayed(r, config, args.redis_url, 20 if args.quick else args.delayed_jobs))
     if "memory" in sections:
-        res["redis_bytes_per_waiting_job"] = memory_per_job(r, config, n)
+        res["redis_bytes_per_waiting_job"] = memory_per_job(r, lambda: lark_enqueue(config, n))
+        if importlib.util.find_spec("bullmq") is not None:
+            res["bullmq_bytes_per_waiting_job"] = memory_per_job(
+                r, lambda: bullmq_enqueue(args.redis_url, n))
     r.flushdb()
     r.close()
     return res

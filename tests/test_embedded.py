@@ -372,96 +372,85 @@ class Note(Job):
 '''
 
 
-def test_worker_starts_the_killed_embedded_server_again(project: Path) -> None:
-    """A headless worker on an embedded project outlives a kill -9 of the server: it starts
-    the project's server again (from its append-only file) and serves what is added later."""
-    (project / "jobs").mkdir()
-    (project / "jobs" / "note.py").write_text(WORKER_JOB)
-    cfg = project / "lark.config.yaml"
-    cfg.write_text("jobs:\n  queues: [default]\n  dir: ./jobs\n  options:\n"
-                   "    removeOnComplete: false\nredis:\n  embedded: true\n")
-    log = project / "worker.log"
-    with log.open("w") as sink:
-        worker = subprocess.Popen([sys.executable, "-m", "lark_core.cli", "worker", "--config",
-                                   str(cfg)], stdout=sink, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        def counts() -> dict[str, int]:
-            result = subprocess.run([sys.executable, "-m", "lark_core.cli", "counts", "--json",
-                                     "--config", str(cfg)], capture_output=True, text=True,
-                                    timeout=30)
-            assert result.returncode == 0, result.stderr
-            return dict(json.loads(result.stdout)["default"])
+class _EmbeddedWorker:
+    """A ``lark-core worker`` process on an embedded project, with the CLI beside it."""
 
-        def dispatch(n: int) -> None:
-            result = subprocess.run([sys.executable, "-m", "lark_core.cli", "dispatch", "Note",
-                                     "--payload", json.dumps({"n": n}), "--config", str(cfg)],
-                                    capture_output=True, text=True, timeout=30)
-            assert result.returncode == 0, result.stderr
+    def __init__(self, project: Path) -> None:
+        (project / "jobs").mkdir()
+        (project / "jobs" / "note.py").write_text(WORKER_JOB)
+        self.cfg = project / "lark.config.yaml"
+        self.cfg.write_text("jobs:\n  queues: [default]\n  dir: ./jobs\n  options:\n"
+                            "    removeOnComplete: false\nredis:\n  embedded: true\n")
+        self.log = project / "worker.log"
+        with self.log.open("w") as sink:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lark_core.cli", "worker", "--config", str(self.cfg)],
+                stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-        def poll(ok: Callable[[], bool], what: str) -> None:
-            deadline = time.monotonic() + 30
-            while not ok():
-                assert worker.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, f"{what}\n{log.read_text()}"
-                time.sleep(0.1)
-
-        dispatch(1)
-        poll(lambda: counts()["completed"] == 1, "the first job to complete")
-        pid = server_status(project).pid
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        psutil.Process(pid).wait(10)
-        poll(lambda: "started it again" in log.read_text(), "the worker to start the server")
-        new_pid = server_status(project).pid
-        assert new_pid not in (None, pid)
-        dispatch(2)
-        poll(lambda: counts()["completed"] == 2, "the job added after the restart to complete")
-        assert server_status(project).pid == new_pid  # one server, not one per process
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=30) == 0, log.read_text()
-    assert "Traceback" not in log.read_text()
-
-
-def test_a_server_stopped_on_purpose_stays_stopped_until_a_new_command(project: Path) -> None:
-    """`lark-core redis stop` under a running worker is not undone by that worker; the
-    next command that needs the server starts it, and the worker carries on."""
-    (project / "jobs").mkdir()
-    (project / "jobs" / "note.py").write_text(WORKER_JOB)
-    cfg = project / "lark.config.yaml"
-    cfg.write_text("jobs:\n  queues: [default]\n  dir: ./jobs\n  options:\n"
-                   "    removeOnComplete: false\nredis:\n  embedded: true\n")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "lark_core.cli", *args, "--config", str(cfg)],
-                                capture_output=True, text=True, timeout=30)
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "lark_core.cli", *args, "--config",
+                                 str(self.cfg)], capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr
         return result
 
-    log = project / "worker.log"
-    with log.open("w") as sink:
-        worker = subprocess.Popen([sys.executable, "-m", "lark_core.cli", "worker", "--config",
-                                   str(cfg)], stdout=sink, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        def poll(ok: Callable[[], bool], what: str) -> None:
-            deadline = time.monotonic() + 30
-            while not ok():
-                assert worker.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, f"{what}\n{log.read_text()}"
-                time.sleep(0.1)
+    def completed(self) -> int:
+        return int(json.loads(self.cli("counts", "--json").stdout)["default"]["completed"])
 
-        poll(lambda: server_status(project).running and "serving default" in log.read_text(),
-             "the worker to start")
-        cli("redis", "stop")
-        poll(lambda: "was stopped (`lark-core redis stop`)" in log.read_text(),
-             "the worker to notice the deliberate stop")
-        assert not server_status(project).running
-        assert "started it again" not in log.read_text()
-        cli("dispatch", "Note", "--payload", "{}")  # a new command starts the server
-        poll(lambda: json.loads(cli("counts", "--json").stdout)["default"]["completed"] == 1,
-             "the worker to carry on once the server is back")
+    def said(self, text: str) -> bool:
+        return text in self.log.read_text()
+
+    def poll(self, ok: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not ok():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"{what}\n{self.log.read_text()}"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=30) == 0, self.log.read_text()
+
+
+@pytest.fixture
+def embedded_worker(project: Path) -> Iterator[_EmbeddedWorker]:
+    worker = _EmbeddedWorker(project)
+    try:
+        yield worker
     finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=30) == 0, log.read_text()
+        worker.stop()
+
+
+def test_worker_starts_the_killed_embedded_server_again(project: Path,
+                                                         embedded_worker: _EmbeddedWorker) -> None:
+    """A headless worker on an embedded project outlives a kill -9 of the server: it starts
+    the project's server again (from its append-only file) and serves what is added later."""
+    w = embedded_worker
+    w.cli("dispatch", "Note", "--payload", json.dumps({"n": 1}))
+    w.poll(lambda: w.completed() == 1, "the first job to complete")
+    pid = server_status(project).pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    psutil.Process(pid).wait(10)
+    w.poll(lambda: w.said("started it again"), "the worker to start the server")
+    new_pid = server_status(project).pid
+    assert new_pid not in (None, pid)
+    w.cli("dispatch", "Note", "--payload", json.dumps({"n": 2}))
+    w.poll(lambda: w.completed() == 2, "the job added after the restart to complete")
+    assert server_status(project).pid == new_pid  # one server, not one per process
+    assert not w.said("Traceback")
+
+
+def test_a_server_stopped_on_purpose_stays_stopped_until_a_new_command(
+        project: Path, embedded_worker: _EmbeddedWorker) -> None:
+    """`lark-core redis stop` under a running worker is not undone by that worker; the
+    next command that needs the server starts it, and the worker carries on."""
+    w = embedded_worker
+    w.poll(lambda: server_status(project).running and w.said("serving default"),
+           "the worker to start")
+    w.cli("redis", "stop")
+    w.poll(lambda: w.said("was stopped (`lark-core redis stop`)"),
+           "the worker to notice the deliberate stop")
+    assert not server_status(project).running
+    assert not w.said("started it again")
+    w.cli("dispatch", "Note", "--payload", "{}")  # a new command starts the server
+    w.poll(lambda: w.completed() == 1, "the worker to carry on once the server is back")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lark_tui.screens.help import HelpScreen
 from lark_tui.screens.jobs import JobsScreen
 from tests.tui.conftest import make_app, settle, until
@@ -38,30 +40,21 @@ async def test_footer_shows_the_keys_of_the_focused_panel() -> None:
         assert {"Stop", "Restart", "More", "Fewer"} <= shown and "Pause" not in shown
 
 
+async def open_failed_jobs(pilot: Any, app: Any) -> None:
+    await settle(pilot)
+    await pilot.press("down", "down", "f")
+    await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+    await settle(pilot)
+
+
 async def test_job_keys_hide_where_they_do_not_apply() -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        await pilot.press("down", "down", "f")
-        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
-        await settle(pilot)
+        await open_failed_jobs(pilot, app)
         screen = app.screen
         assert screen.check_action("retry", ()) and not screen.check_action("promote", ())
         await pilot.press("4")  # delayed
         assert screen.check_action("promote", ()) and not screen.check_action("retry", ())
-
-
-async def test_help_lists_the_keys_of_the_screen_underneath() -> None:
-    app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        await pilot.press("question_mark")
-        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        sections = dict(app.screen.sections())
-        assert ("s", "Start workers") in sections["Dashboard"]
-        assert ("g", "Go to job") in sections["Everywhere"]
-        await pilot.press("escape")
-        assert not isinstance(app.screen, HelpScreen)
 
 
 async def test_help_lists_every_screen_s_keys() -> None:
@@ -71,21 +64,22 @@ async def test_help_lists_every_screen_s_keys() -> None:
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         sections = dict(app.screen.sections())
+        assert ("s", "Start workers") in sections["Dashboard"]
+        assert ("g", "Go to job") in sections["Everywhere"]
         jobs = sections["Jobs list (enter or f on a queue)"]
         for row in (("P", "Promote"), ("R", "Retry all"), ("[", "Prev page"), ("enter", "Open")):
             assert row in jobs
         assert ("c", "Copy id") in sections["Job detail (enter on a job, or g)"]
         assert "Dashboard" in sections  # the screen underneath, once
         assert len([t for t in sections if t.startswith("Dashboard")]) == 1
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
 
 
 async def test_jobs_footer_shows_open_and_paging() -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        await pilot.press("down", "down", "f")
-        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
-        await settle(pilot)
+        await open_failed_jobs(pilot, app)
         shown = {b.binding.description for b in app.screen.active_bindings.values()
                  if b.binding.show}
         assert {"Open", "Prev page", "Next page", "Retry", "Delete"} <= shown

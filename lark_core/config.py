@@ -160,13 +160,24 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _flow_env_hint(text: str, mark: Any) -> str:
+    """``{url: ${REDIS_URL}}`` is not YAML (the ``{`` of ``${`` starts a mapping): say to quote."""
+    lines = text.splitlines()
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    before = line.split("${", 1)[0]
+    if "${" in line and ("{" in before or "[" in before):
+        return ' (inside {...} or [...], quote a value that holds ${VAR}: "${VAR}")'
+    return ""
+
+
 def _load_yaml(text: str, path: Path) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}"
+                          f"{_flow_env_hint(text, mark)}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
 

@@ -150,6 +150,16 @@ def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
     assert message.startswith(f"{path}:3:")
 
 
+def test_an_unquoted_variable_inside_braces_is_told_to_be_quoted(tmp_path: Path) -> None:
+    path = write(tmp_path, "jobs:\n  queues: [default]\nredis: {url: ${REDIS_URL}}\n")
+    with pytest.raises(ConfigError, match=r':3:\d+: invalid YAML: .*quote a value that holds '
+                                          r'\$\{VAR\}: "\$\{VAR\}"'):
+        load_config(path, {})
+    fixed = write(tmp_path, 'jobs:\n  queues: [default]\nredis: {url: "${REDIS_URL}"}\n')
+    assert load_config(fixed, {"REDIS_URL": "redis://10.0.0.5:6379/0"}).redis.url == \
+        "redis://10.0.0.5:6379/0"
+
+
 def test_duplicate_yaml_key_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, "redis:\n  url: redis://a:1/0\nredis:\n  url: redis://b:2/0\n")
     with pytest.raises(ConfigError, match=r":3:1: invalid YAML: duplicate key 'redis'"):
